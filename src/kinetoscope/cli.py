@@ -1,0 +1,220 @@
+"""The ``kinetoscope`` command line: generate, story, train, data, models, doctor.
+
+Every command has ``--help``. Heavy imports happen inside the commands so ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+DEFAULT_MODEL = "ldm-mnist"
+
+
+def _add_sampling_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=DEFAULT_MODEL, help="model name (see `kinetoscope models`) or saved directory")
+    p.add_argument("--seed", type=int, default=0, help="base seed; prompt i of a batch uses seed + i")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    p.add_argument("--negative-prompt", default=None, help="what the video should not show")
+    p.add_argument("--fps", type=float, default=None, help="frames per second of the output")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _sampling_kwargs(args: argparse.Namespace) -> dict:
+    kwargs = {
+        "num_inference_steps": args.steps,
+        "guidance_scale": args.guidance,
+        "negative_prompt": args.negative_prompt,
+        "progress": not args.quiet,
+        "fps": args.fps,
+    }
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def _read_prompts(path: str) -> list[str]:
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"prompts file {path} not found")
+    prompts = [line.strip() for line in file.read_text().splitlines()]
+    prompts = [p for p in prompts if p and not p.startswith("#")]
+    if not prompts:
+        raise ValueError(f"{path} has no prompts (one per line; '#' starts a comment)")
+    return prompts
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    import kinetoscope
+
+    if bool(args.prompt) == bool(args.prompts_file):
+        raise ValueError("give either a PROMPT or --prompts-file (with --out-dir)")
+    pipe = kinetoscope.load(args.model, device=args.device)
+    kwargs = _sampling_kwargs(args)
+    if args.num_frames is not None:
+        kwargs["num_frames"] = args.num_frames
+    if args.prompt:
+        video = pipe(args.prompt, seed=args.seed, **kwargs).frames[0]
+        out = video.save(args.output)
+        print(f"wrote {out}")
+        return 0
+    prompts = _read_prompts(args.prompts_file)
+    out_dir = Path(args.out_dir or "outputs")
+    batch = max(args.batch_size, 1)
+    for start in range(0, len(prompts), batch):
+        chunk = prompts[start : start + batch]
+        seeds = [args.seed + start + i for i in range(len(chunk))]
+        for i, video in enumerate(pipe(chunk, seed=seeds, **kwargs).frames):
+            path = video.save(out_dir / f"{start + i:04d}.{args.format}")
+            print(f"wrote {path}")
+    return 0
+
+
+def cmd_story(args: argparse.Namespace) -> int:
+    import kinetoscope
+
+    prompts = _read_prompts(args.prompts_file) if args.prompts_file else list(args.prompts)
+    if not prompts:
+        raise ValueError("give the story's prompts, or --prompts-file")
+    pipe = kinetoscope.load(args.model, device=args.device)
+    if not hasattr(pipe, "story"):
+        raise ValueError(f"model {args.model} has no story mode; use a phenaki-* model")
+    video = pipe.story(prompts, frames_per_prompt=args.frames_per_prompt, seed=args.seed, **_sampling_kwargs(args))
+    print(f"wrote {video.save(args.output)}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import shutil
+
+    import yaml
+
+    from kinetoscope.config import apply_overrides, from_dict
+    from kinetoscope.hub import model_dirs
+
+    data = apply_overrides(yaml.safe_load(Path(args.config).read_text()) or {}, args.set)
+    family = data.pop("family", "ldm")
+    if family == "ldm":
+        from kinetoscope.train.ldm import LDMRecipe, train_ldm
+
+        recipe = from_dict(LDMRecipe, data, where=Path(args.config).name)
+        pipeline_dir = train_ldm(recipe, args.out or f"runs/{recipe.name}")
+    elif family == "phenaki":
+        from kinetoscope.train.phenaki import PhenakiRecipe, train_phenaki
+
+        recipe = from_dict(PhenakiRecipe, data, where=Path(args.config).name)
+        pipeline_dir = train_phenaki(recipe, args.out or f"runs/{recipe.name}")
+    else:
+        raise ValueError(f"unknown family {family!r} in {args.config}; use ldm or phenaki")
+    print(f"trained pipeline saved to {pipeline_dir}")
+    if args.ship:
+        target = model_dirs()[-1] / recipe.name
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(pipeline_dir, target)
+        print(f"shipped as {target}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from kinetoscope.hub import list_models
+    from kinetoscope.pipelines.base import read_model_index
+
+    models = list_models()
+    if not models:
+        print("no models found; train one with `kinetoscope train configs/ldm-mnist.yaml --ship`")
+        return 1
+    for name, path in models.items():
+        index = read_model_index(path)
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+        print(f"{name:18s} {index.get('family', '?'):8s} {size:6.1f} MB  {path}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from kinetoscope.data import worlds
+
+    if args.data_command == "preview":
+        path = worlds.preview_sheet(args.world, path=args.output, split=args.split, count=args.count, seed=args.seed)
+        print(f"wrote {path}")
+    else:
+        manifest = worlds.export_world(
+            args.world, split=args.split, count=args.count, seed=args.seed, out_dir=args.out_dir
+        )
+        print(f"wrote {args.count} clips and {manifest}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from kinetoscope.doctor import run_doctor
+
+    return run_doctor()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kinetoscope", description="Text-to-video on your CPU (or GPU).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("generate", help="generate videos from text")
+    p.add_argument("prompt", nargs="?", help="what the video shows")
+    p.add_argument("-o", "--output", default="out.mp4", help="output file (.mp4 .webm .gif .webp or a folder)")
+    p.add_argument("--prompts-file", help="one prompt per line; writes OUT_DIR/0000.mp4, ... in file order")
+    p.add_argument("--out-dir", help="folder for --prompts-file outputs")
+    p.add_argument("--format", default="mp4", choices=["mp4", "webm", "gif", "webp"], help="batch output format")
+    p.add_argument("--batch-size", type=int, default=4, help="prompts sampled together in batch mode")
+    p.add_argument("--num-frames", type=int, default=None, help="frames per video")
+    _add_sampling_options(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("story", help="one continuous video from a sequence of prompts (phenaki models)")
+    p.add_argument("prompts", nargs="*", help="the story, one prompt per segment")
+    p.add_argument("--prompts-file", help="the story, one prompt per line")
+    p.add_argument("--frames-per-prompt", type=int, default=16, help="frames per segment")
+    p.add_argument("-o", "--output", default="story.mp4", help="output file")
+    _add_sampling_options(p)
+    p.set_defaults(func=cmd_story, model="phenaki-mnist")
+
+    p = sub.add_parser("train", help="train a model from a recipe in configs/")
+    p.add_argument("config", help="recipe YAML, e.g. configs/ldm-mnist.yaml")
+    p.add_argument("--out", help="run directory (default runs/<name>); re-running resumes")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
+    p.add_argument("--ship", action="store_true", help="copy the trained pipeline into the package's models")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("models", help="list the models you can generate with")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("data", help="built-in worlds: preview and export")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    q = data_sub.add_parser("preview", help="write a labelled contact sheet of a world")
+    q.add_argument("world", help="mnist-1, mnist-2, shapes-1 or shapes-2")
+    q.add_argument("-o", "--output", default="sheet.png", help="PNG path")
+    q.add_argument("--split", default="train", choices=["train", "test"])
+    q.add_argument("--count", type=int, default=8, help="clips on the sheet")
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(func=cmd_data)
+    q = data_sub.add_parser("export", help="write clips + manifest.jsonl (a sample dataset)")
+    q.add_argument("world", help="mnist-1, mnist-2, shapes-1 or shapes-2")
+    q.add_argument("--split", default="test", choices=["train", "test"])
+    q.add_argument("--count", type=int, default=16)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--out-dir", required=True)
+    q.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("doctor", help="check torch, codecs, text encoder and models")
+    p.set_defaults(func=cmd_doctor)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose or args.command == "train" else logging.WARNING,
+                        format="%(asctime)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,256 @@
+"""Text-conditioned UNet with temporal layers (Video LDM, Blattmann et al. 2023, §3).
+
+The spatial part is an ordinary latent-image UNet: ResBlocks conditioned on the timestep
+(and on the pooled prompt), and spatial transformers that cross-attend to the text tokens.
+After every spatial block sits a temporal block (a temporal convolution and a temporal
+transformer that attends over frames at each pixel and to the text), whose output is mixed
+in as ``alpha * spatial + (1 - alpha) * temporal`` with a learned alpha per block, initialised
+to 1 so that the network starts as the image model (§3.1). Stage 1 trains the spatial
+weights on single frames (``use_temporal=False``); stage 2 freezes them and trains only
+``temporal_parameters()`` on clips.
+
+Axis legend: B batch, Z latent channels, T frames, h/w latent height/width, C features,
+L text tokens, D text width, N = B*T frames seen as images.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+from einops import rearrange, repeat
+from torch import nn
+
+from kinetoscope.nn.attention import TransformerBlock
+from kinetoscope.nn.blocks import AlphaMix, Downsample, ResBlock, TemporalConvBlock, Upsample, group_norm
+from kinetoscope.nn.embeddings import sinusoidal_embedding
+
+
+class SpatialTransformer(nn.Module):
+    """Self- and cross-attention over the h*w positions of each frame."""
+
+    def __init__(self, channels: int, *, num_heads: int, context_dim: int) -> None:
+        super().__init__()
+        self.norm = group_norm(channels)
+        self.proj_in = nn.Conv2d(channels, channels, 1)
+        self.block = TransformerBlock(channels, num_heads=num_heads, context_dim=context_dim)
+        self.proj_out = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor) -> torch.Tensor:
+        """x (N, C, h, w), context (N, L, D), context_mask (N, L) -> (N, C, h, w)."""
+        height, width = x.shape[-2:]
+        tokens = rearrange(self.proj_in(self.norm(x)), "n c h w -> n (h w) c")
+        tokens = self.block(tokens, context, context_mask=context_mask)
+        return x + self.proj_out(rearrange(tokens, "n (h w) c -> n c h w", h=height, w=width))
+
+
+class TemporalTransformer(nn.Module):
+    """Attention over the T frames at each latent pixel, plus cross-attention to the text."""
+
+    def __init__(self, channels: int, *, num_heads: int, context_dim: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.norm = group_norm(channels)
+        self.block = TransformerBlock(channels, num_heads=num_heads, context_dim=context_dim)
+
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor, *, num_frames: int
+    ) -> torch.Tensor:
+        """x (B*T, C, h, w), context (B, L, D) -> (B*T, C, h, w)."""
+        height, width = x.shape[-2:]
+        tokens = rearrange(self.norm(x), "(b t) c h w -> (b h w) t c", t=num_frames)
+        frame_pos = sinusoidal_embedding(torch.arange(num_frames, device=x.device), self.channels)
+        tokens = tokens + frame_pos.to(tokens.dtype)[None]
+        pixels = height * width
+        ctx = repeat(context, "b l d -> (b p) l d", p=pixels)
+        ctx_mask = repeat(context_mask, "b l -> (b p) l", p=pixels)
+        tokens = self.block(tokens, ctx, context_mask=ctx_mask)
+        out = rearrange(tokens, "(b h w) t c -> (b t) c h w", h=height, w=width)
+        return x + out
+
+
+class SpatioTemporalBlock(nn.Module):
+    """ResBlock (+ spatial transformer), then the temporal layers mixed in through alpha."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        emb_dim: int,
+        context_dim: int,
+        num_heads: int,
+        spatial_attention: bool,
+        temporal_attention: bool,
+    ) -> None:
+        super().__init__()
+        self.res = ResBlock(in_channels, out_channels, emb_dim=emb_dim)
+        self.attn = (
+            SpatialTransformer(out_channels, num_heads=num_heads, context_dim=context_dim)
+            if spatial_attention
+            else None
+        )
+        self.temporal_conv = TemporalConvBlock(out_channels)
+        self.temporal_attn = (
+            TemporalTransformer(out_channels, num_heads=num_heads, context_dim=context_dim)
+            if temporal_attention
+            else None
+        )
+        self.mix = AlphaMix()
+
+    def temporal_modules(self) -> list[nn.Module]:
+        return [m for m in (self.temporal_conv, self.temporal_attn, self.mix) if m is not None]
+
+    def forward(self, x, emb, context, context_mask, *, num_frames: int, use_temporal: bool):
+        """x (B*T, Cin, h, w), emb (B*T, E), context (B, L, D) -> (B*T, Cout, h, w)."""
+        h = self.res(x, emb)
+        if self.attn is not None:
+            frame_ctx = repeat(context, "b l d -> (b t) l d", t=num_frames)
+            frame_mask = repeat(context_mask, "b l -> (b t) l", t=num_frames)
+            h = self.attn(h, frame_ctx, frame_mask)
+        if not use_temporal:
+            return h
+        t = self.temporal_conv(h, num_frames=num_frames)
+        if self.temporal_attn is not None:
+            t = self.temporal_attn(t, context, context_mask, num_frames=num_frames)
+        return self.mix(h, t)
+
+
+class VideoUNet(ModelMixin, ConfigMixin):
+    """Latent video denoiser: predicts the noise in ``sample`` given timestep and text.
+
+    Args:
+        latent_channels: Z of the autoencoder.
+        channels: width per resolution level (each next level halves h and w).
+        layers_per_level: blocks per level on the way down (one more on the way up).
+        attention_levels: levels that have spatial cross-attention (by index).
+        temporal_attention_levels: levels whose temporal layers include attention over frames.
+        num_heads: attention heads everywhere.
+        text_dim: width D of the text encoder's token states.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        *,
+        latent_channels: int = 4,
+        channels: tuple[int, ...] = (64, 128, 128),
+        layers_per_level: int = 1,
+        attention_levels: tuple[int, ...] = (1, 2),
+        temporal_attention_levels: tuple[int, ...] = (0, 1, 2),
+        num_heads: int = 4,
+        text_dim: int = 384,
+    ) -> None:
+        super().__init__()
+        channels = tuple(channels)
+        emb_dim = 4 * channels[0]
+        self.time_embed = nn.Sequential(
+            nn.Linear(channels[0], emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
+        )
+        self.text_pool_proj = nn.Linear(text_dim, emb_dim)
+        self.conv_in = nn.Conv2d(latent_channels, channels[0], 3, padding=1)
+
+        def block(cin: int, cout: int, level: int) -> SpatioTemporalBlock:
+            return SpatioTemporalBlock(
+                cin,
+                cout,
+                emb_dim=emb_dim,
+                context_dim=text_dim,
+                num_heads=num_heads,
+                spatial_attention=level in attention_levels,
+                temporal_attention=level in temporal_attention_levels,
+            )
+
+        self.down_blocks = nn.ModuleList()
+        self.downsamplers = nn.ModuleList()
+        skip_channels = [channels[0]]
+        width = channels[0]
+        for level, level_width in enumerate(channels):
+            for _ in range(layers_per_level):
+                self.down_blocks.append(block(width, level_width, level))
+                width = level_width
+                skip_channels.append(width)
+            if level < len(channels) - 1:
+                self.downsamplers.append(Downsample(width))
+                skip_channels.append(width)
+        deepest = len(channels) - 1
+        self.mid_blocks = nn.ModuleList([block(width, width, deepest), block(width, width, deepest)])
+        self.up_blocks = nn.ModuleList()
+        self.upsamplers = nn.ModuleList()
+        for level in reversed(range(len(channels))):
+            for _ in range(layers_per_level + 1):
+                self.up_blocks.append(block(width + skip_channels.pop(), channels[level], level))
+                width = channels[level]
+            if level > 0:
+                self.upsamplers.append(Upsample(width))
+        self.norm_out = group_norm(width)
+        self.conv_out = nn.Conv2d(width, latent_channels, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def _all_blocks(self) -> list[SpatioTemporalBlock]:
+        return [*self.down_blocks, *self.mid_blocks, *self.up_blocks]
+
+    def temporal_parameters(self) -> list[nn.Parameter]:
+        """The weights stage 2 trains: temporal convolutions, temporal transformers, alphas."""
+        return [p for b in self._all_blocks() for m in b.temporal_modules() for p in m.parameters()]
+
+    def spatial_parameters(self) -> list[nn.Parameter]:
+        """Every weight that is not a temporal one (trained in stage 1, frozen in stage 2)."""
+        temporal = {id(p) for p in self.temporal_parameters()}
+        return [p for p in self.parameters() if id(p) not in temporal]
+
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor,
+        text_emb: torch.Tensor,
+        text_mask: torch.Tensor,
+        *,
+        use_temporal: bool = True,
+    ) -> torch.Tensor:
+        """Predict noise.
+
+        Args:
+            sample: noisy latents (B, Z, T, h, w).
+            timestep: (B,) or scalar diffusion timesteps.
+            text_emb: (B, L, D) token states; text_mask: (B, L) True for real tokens.
+            use_temporal: False runs the image model only (stage 1, frames independent).
+        Returns:
+            (B, Z, T, h, w) predicted noise.
+        """
+        batch, _, num_frames, height, width = sample.shape
+        levels = len(self.config.channels) - 1
+        if height % (2**levels) or width % (2**levels):
+            raise ValueError(f"latent size {height}x{width} must be divisible by {2**levels}")
+        timestep = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(batch)
+        text_mask = text_mask.bool()
+        pooled = (text_emb * text_mask[..., None]).sum(1) / text_mask.sum(1, keepdim=True).clamp(min=1)
+        emb = self.time_embed(sinusoidal_embedding(timestep, self.config.channels[0]))
+        emb = emb + self.text_pool_proj(pooled)  # (B, E)
+        emb = repeat(emb, "b e -> (b t) e", t=num_frames)
+
+        def run(blk: SpatioTemporalBlock, x: torch.Tensor) -> torch.Tensor:
+            return blk(x, emb, text_emb, text_mask, num_frames=num_frames, use_temporal=use_temporal)
+
+        h = self.conv_in(rearrange(sample, "b z t h w -> (b t) z h w"))
+        skips = [h]
+        blocks = iter(self.down_blocks)
+        for level in range(levels + 1):
+            for _ in range(self.config.layers_per_level):
+                h = run(next(blocks), h)
+                skips.append(h)
+            if level < levels:
+                h = self.downsamplers[level](h)
+                skips.append(h)
+        for blk in self.mid_blocks:
+            h = run(blk, h)
+        blocks = iter(self.up_blocks)
+        for index, level in enumerate(reversed(range(levels + 1))):
+            for _ in range(self.config.layers_per_level + 1):
+                h = run(next(blocks), torch.cat([h, skips.pop()], dim=1))
+            if level > 0:
+                h = self.upsamplers[index](h)
+        out = self.conv_out(F.silu(self.norm_out(h)))
+        return rearrange(out, "(b t) z h w -> b z t h w", t=num_frames)

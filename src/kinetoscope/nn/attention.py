@@ -1,0 +1,105 @@
+"""Multi-head attention on ``torch.nn.functional.scaled_dot_product_attention``.
+
+Axis legend: B batch, N query tokens, M key/value tokens, D model width,
+H heads, E head width (D = H * E).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+
+class Attention(nn.Module):
+    """Self-attention, or cross-attention when ``context`` is given.
+
+    Args:
+        dim: width D of the queries.
+        num_heads: number of heads H (``dim`` must be divisible by it).
+        context_dim: width of the keys/values source; defaults to ``dim``.
+    """
+
+    def __init__(self, dim: int, *, num_heads: int, context_dim: int | None = None) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim={dim} is not divisible by num_heads={num_heads}")
+        self.num_heads = num_heads
+        context_dim = context_dim or dim
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_kv = nn.Linear(context_dim, 2 * dim, bias=False)
+        self.to_out = nn.Linear(dim, dim)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        *,
+        context_mask: torch.Tensor | None = None,
+        causal: bool = False,
+    ) -> torch.Tensor:
+        """Attend from ``x`` (B, N, D) to ``context`` (B, M, Dc) or to itself.
+
+        ``context_mask`` (B, M) is True where a key is real (False = padding).
+        ``causal`` lets query n see keys 0..n only (self-attention).
+        """
+        source = x if context is None else context
+        q = rearrange(self.to_q(x), "b n (h e) -> b h n e", h=self.num_heads)
+        k, v = rearrange(self.to_kv(source), "b m (two h e) -> two b h m e", two=2, h=self.num_heads)
+        attn_mask = None
+        if context_mask is not None:
+            attn_mask = rearrange(context_mask.bool(), "b m -> b 1 1 m")
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=causal)
+        return self.to_out(rearrange(out, "b h n e -> b n (h e)"))
+
+
+class FeedForward(nn.Sequential):
+    """Position-wise MLP: D -> mult*D -> D with GELU."""
+
+    def __init__(self, dim: int, *, mult: int = 4) -> None:
+        super().__init__(nn.Linear(dim, mult * dim), nn.GELU(), nn.Linear(mult * dim, dim))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: self-attention, optional cross-attention to text, MLP.
+
+    Args:
+        dim: token width D.
+        num_heads: attention heads.
+        context_dim: width of the cross-attention source (text tokens); None disables it.
+        causal: self-attention sees only earlier tokens (C-ViViT's temporal transformer).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        num_heads: int,
+        context_dim: int | None = None,
+        causal: bool = False,
+        mlp_mult: int = 4,
+    ) -> None:
+        super().__init__()
+        self.causal = causal
+        self.norm_self = nn.LayerNorm(dim)
+        self.self_attn = Attention(dim, num_heads=num_heads)
+        self.cross_attn = None
+        if context_dim is not None:
+            self.norm_cross = nn.LayerNorm(dim)
+            self.cross_attn = Attention(dim, num_heads=num_heads, context_dim=context_dim)
+        self.norm_mlp = nn.LayerNorm(dim)
+        self.mlp = FeedForward(dim, mult=mlp_mult)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        *,
+        context_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """x (B, N, D), context (B, M, Dc), context_mask (B, M) -> (B, N, D)."""
+        x = x + self.self_attn(self.norm_self(x), causal=self.causal)
+        if self.cross_attn is not None and context is not None:
+            x = x + self.cross_attn(self.norm_cross(x), context, context_mask=context_mask)
+        return x + self.mlp(self.norm_mlp(x))

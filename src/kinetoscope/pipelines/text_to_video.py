@@ -1,0 +1,222 @@
+"""Text-to-video inference with a latent video diffusion model (Video LDM).
+
+prompt -> text encoder -> guided denoising of (B, Z, T, h, w) latents with a diffusers
+scheduler (DPM-Solver++ by default; DDIM and Euler selectable) -> temporal decoder -> Video.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+from tqdm.auto import tqdm
+
+from kinetoscope.autoencoders.vae import VideoAutoencoderKL
+from kinetoscope.diffusion.unet import VideoUNet
+from kinetoscope.pipelines.base import (
+    AtomicDirectory,
+    PipelineOutput,
+    normalize_prompts,
+    randn,
+    read_model_index,
+    sample_generators,
+    write_model_index,
+)
+from kinetoscope.text import load_text_encoder
+from kinetoscope.video import videos_from_tensor
+
+logger = logging.getLogger(__name__)
+
+SCHEDULERS = {
+    "dpmpp": lambda cfg: DPMSolverMultistepScheduler.from_config(cfg, algorithm_type="dpmsolver++"),
+    "ddim": lambda cfg: DDIMScheduler.from_config(cfg),
+    "euler": lambda cfg: EulerDiscreteScheduler.from_config(cfg),
+}
+
+StepCallback = Callable[[int, int, torch.Tensor], None]
+
+
+class TextToVideoPipeline:
+    """Video LDM pipeline in the diffusers call convention.
+
+    Args:
+        vae: the video autoencoder (temporal decoder included).
+        unet: the denoiser.
+        scheduler_config: the training noise schedule (diffusers scheduler config dict).
+        text_encoder: name or local directory of the text encoder the UNet was trained with.
+        max_length: text tokens per prompt.
+        defaults: sampling defaults (num_frames, fps, num_inference_steps, guidance_scale, ...).
+    """
+
+    family = "ldm"
+
+    def __init__(
+        self,
+        *,
+        vae: VideoAutoencoderKL,
+        unet: VideoUNet,
+        scheduler_config: dict[str, Any],
+        text_encoder: str = "all-MiniLM-L6-v2",
+        max_length: int = 32,
+        defaults: dict[str, Any] | None = None,
+    ) -> None:
+        self.vae = vae.eval()
+        self.unet = unet.eval()
+        self.scheduler_config = dict(scheduler_config)
+        self.text_encoder_name = text_encoder
+        self.max_length = max_length
+        self.defaults = {"num_frames": 16, "fps": 8.0, "num_inference_steps": 15, "guidance_scale": 4.0}
+        self.defaults.update(defaults or {})
+        self._text_encoder = None
+
+    # ------------------------------------------------------------------ persistence
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, *, device: str | torch.device = "cpu"):
+        directory = Path(directory)
+        index = read_model_index(directory)
+        if index.get("_class_name") != cls.__name__:
+            raise ValueError(f"{directory} holds a {index.get('_class_name')}, not a {cls.__name__}")
+        vae = VideoAutoencoderKL.from_pretrained(directory / "vae").to(device)
+        unet = VideoUNet.from_pretrained(directory / "unet").to(device)
+        scheduler_config = json.loads((directory / "scheduler" / "scheduler_config.json").read_text())
+        pipe = cls(
+            vae=vae,
+            unet=unet,
+            scheduler_config=scheduler_config,
+            text_encoder=index["text_encoder"],
+            max_length=index["max_length"],
+            defaults=index.get("defaults"),
+        )
+        pipe.source = directory
+        return pipe
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        with AtomicDirectory(directory) as tmp:
+            self.vae.save_pretrained(tmp / "vae")
+            self.unet.save_pretrained(tmp / "unet")
+            (tmp / "scheduler").mkdir()
+            (tmp / "scheduler" / "scheduler_config.json").write_text(
+                json.dumps(self.scheduler_config, indent=2)
+            )
+            write_model_index(
+                tmp,
+                type(self).__name__,
+                family=self.family,
+                text_encoder=self.text_encoder_name,
+                max_length=self.max_length,
+                defaults=self.defaults,
+            )
+        return Path(directory)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    def to(self, device: str | torch.device) -> TextToVideoPipeline:
+        self.vae.to(device)
+        self.unet.to(device)
+        return self
+
+    @property
+    def text_encoder(self):
+        if self._text_encoder is None:
+            self._text_encoder = load_text_encoder(self.text_encoder_name, max_length=self.max_length)
+        return self._text_encoder
+
+    def make_scheduler(self, name: str):
+        if name not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {name!r}; choose one of {sorted(SCHEDULERS)}")
+        return SCHEDULERS[name](self.scheduler_config)
+
+    # ------------------------------------------------------------------ sampling
+    @torch.inference_mode()
+    def __call__(
+        self,
+        prompt: str | list[str],
+        *,
+        num_frames: int | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        negative_prompt: str | list[str] | None = None,
+        seed: int | list[int] | None = None,
+        generator: torch.Generator | None = None,
+        scheduler: str = "dpmpp",
+        decode_chunk_size: int | None = None,
+        callback: StepCallback | None = None,
+        progress: bool = True,
+        fps: float | None = None,
+    ) -> PipelineOutput:
+        """Generate one video per prompt.
+
+        Args:
+            prompt: a prompt or a list of prompts.
+            num_frames: frames per video (default: the model's training length).
+            num_inference_steps: denoising steps.
+            guidance_scale: classifier-free guidance weight (1 disables guidance).
+            negative_prompt: replaces the empty prompt in the unconditional branch.
+            seed: base seed; sample i uses seed + i (or pass one seed per prompt).
+            generator: a single torch.Generator shared by the batch (instead of seed).
+            scheduler: "dpmpp" (DPM-Solver++ multistep), "ddim" or "euler".
+            decode_chunk_size: decode at most this many frames at a time (bounds memory).
+            callback: called as callback(step_index, num_steps, latents) after every step.
+        Returns:
+            PipelineOutput whose ``frames`` holds one Video per prompt.
+        """
+        prompts, negatives = normalize_prompts(prompt, negative_prompt)
+        num_frames = int(num_frames or self.defaults["num_frames"])
+        steps = int(num_inference_steps or self.defaults["num_inference_steps"])
+        guidance = float(self.defaults["guidance_scale"] if guidance_scale is None else guidance_scale)
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        if steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {steps}")
+        fps = float(fps or self.defaults["fps"])
+        sched = self.make_scheduler(scheduler)
+        sched.set_timesteps(steps, device=self.device)
+
+        batch = len(prompts)
+        generators, seeds = sample_generators(batch, seed=seed, generator=generator, device=self.device)
+        guided = guidance != 1.0
+        texts = prompts + negatives if guided else prompts
+        emb, mask = self.text_encoder.encode(texts)
+        emb, mask = emb.to(self.device), mask.to(self.device)
+        latent_size = self.defaults.get("resolution", 64) // self.vae.downscale
+        shape = (self.unet.config.latent_channels, num_frames, latent_size, latent_size)
+        latents = randn(shape, generators, self.device, torch.float32) * sched.init_noise_sigma
+
+        for i, t in enumerate(tqdm(sched.timesteps, disable=not progress, desc="denoising")):
+            model_in = torch.cat([latents, latents]) if guided else latents
+            model_in = sched.scale_model_input(model_in, t)
+            noise = self.unet(model_in, t, emb, mask)
+            if guided:
+                cond, uncond = noise.chunk(2)
+                noise = uncond + guidance * (cond - uncond)
+            latents = sched.step(noise, t, latents).prev_sample
+            if callback is not None:
+                callback(i, steps, latents)
+
+        video = self.vae.decode_chunked(latents, chunk_size=decode_chunk_size).clamp(-1.0, 1.0)
+        model_name = self.defaults.get("model_name", str(getattr(self, "source", "")))
+        metas = [
+            {
+                "prompt": p,
+                "negative_prompt": n,
+                "seed": s,
+                "model": model_name,
+                "family": self.family,
+                "steps": steps,
+                "guidance_scale": guidance,
+                "scheduler": scheduler,
+                "num_frames": num_frames,
+            }
+            for p, n, s in zip(prompts, negatives, seeds, strict=True)
+        ]
+        videos = videos_from_tensor(video, fps=fps)
+        for v, meta in zip(videos, metas, strict=True):
+            v.metadata.update(meta)
+        return PipelineOutput(frames=videos)

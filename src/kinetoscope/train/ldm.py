@@ -1,0 +1,354 @@
+"""Training recipe of the latent video diffusion family (Video LDM, Blattmann et al. 2023).
+
+Stages, each resumable and bounded by steps and minutes:
+  1. ``vae``          image KL autoencoder on single frames (L1 + L2 + small KL).
+  2. ``vae_temporal`` only the decoder's temporal layers, on clips (§3.1.1): reconstruction
+                      plus a loss on frame-to-frame differences, so decoded video does not flicker.
+  3. ``latents``      encode a fixed set of training clips once (posterior means), so the
+                      denoiser never pays for the encoder.
+  4. ``unet_image``   the image model (spatial weights) on single latent frames.
+  5. ``unet_temporal`` spatial weights frozen; only temporal layers and alphas, on clips.
+Text embeddings are computed once per distinct caption and kept in memory (and on disk
+through the text encoder's cache). Classifier-free guidance: captions are dropped to ""
+with probability ``text_dropout``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler
+
+from kinetoscope.autoencoders.vae import VideoAutoencoderKL
+from kinetoscope.diffusion.unet import VideoUNet
+from kinetoscope.train.loop import atomic_save, train_loop
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """Budget and optimiser settings of one stage."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    minutes: float = 30.0
+    ema_decay: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LDMRecipe:
+    """Everything that defines a shipped latent-diffusion model."""
+
+    name: str
+    worlds: tuple[str, ...]
+    stages: dict[str, Any]
+    vae: dict[str, Any]
+    unet: dict[str, Any]
+    scheduler: dict[str, Any]
+    sampling: dict[str, Any]
+    seed: int = 0
+    text_encoder: str = "all-MiniLM-L6-v2"
+    max_length: int = 32
+    num_frames: int = 16
+    resolution: int = 64
+    fps: float = 8.0
+    text_dropout: float = 0.1
+    num_latent_clips: int = 4000
+
+    def stage(self, name: str) -> StageConfig:
+        from kinetoscope.config import from_dict
+
+        if name not in self.stages:
+            raise ValueError(f"recipe {self.name} has no stage '{name}'")
+        return from_dict(StageConfig, self.stages[name], where=f"stages.{name}")
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def _world_datasets(recipe: LDMRecipe, split: str = "train") -> list[Any]:
+    from kinetoscope.data.worlds import WorldDataset
+
+    return [
+        WorldDataset(
+            name,
+            split=split,
+            size=10**9,
+            seed=recipe.seed,
+            num_frames=recipe.num_frames,
+            resolution=recipe.resolution,
+            fps=recipe.fps,
+        )
+        for name in recipe.worlds
+    ]
+
+
+def _to_model_range(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [-1, 1] (training-side batch helper)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(frames)).float().div(127.5).sub(1.0)
+    return tensor.movedim(-1, -3)
+
+
+def clip_batches(recipe: LDMRecipe, *, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
+    """Infinite clips (B, C, T, H, W) drawn uniformly over the recipe's worlds."""
+    datasets = _world_datasets(recipe)
+    rng = random.Random(seed)
+    while True:
+        clips = [rng.choice(datasets)[rng.randrange(10**9)] for _ in range(batch_size)]
+        video = _to_model_range(np.stack([c.frames for c in clips]))  # (B, T, C, H, W)
+        yield video.transpose(1, 2).contiguous()
+
+
+def frame_batches(recipe: LDMRecipe, *, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
+    """Infinite single frames (N, C, H, W), a few per clip."""
+    per_clip = 4
+    for clips in clip_batches(recipe, batch_size=max(batch_size // per_clip, 1), seed=seed):
+        frames = clips.transpose(1, 2).flatten(0, 1)  # (B*T, C, H, W)
+        pick = torch.randperm(frames.shape[0])[:batch_size]
+        yield frames[pick]
+
+
+class CaptionBank:
+    """Text embeddings of every caption seen, computed once (training never re-runs the encoder)."""
+
+    def __init__(self, encoder: Any) -> None:
+        self.encoder = encoder
+        self._emb: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        missing = sorted({c for c in captions if c not in self._emb})
+        if missing:
+            emb, mask = self.encoder.encode(missing)
+            for i, text in enumerate(missing):
+                self._emb[text] = (emb[i].half(), mask[i])
+        emb = torch.stack([self._emb[c][0] for c in captions]).float()
+        mask = torch.stack([self._emb[c][1] for c in captions])
+        return emb, mask
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def vae_loss(vae: VideoAutoencoderKL, frames: torch.Tensor, *, kl_weight: float):
+    mean, logvar = vae.encode_frames(frames)
+    z = mean + (0.5 * logvar).exp() * torch.randn_like(mean)
+    recon = vae.decode_frames(z)
+    rec = F.l1_loss(recon, frames) + F.mse_loss(recon, frames)
+    kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
+    return rec + kl_weight * kl, {"rec": rec.item(), "kl": kl.item()}
+
+
+def vae_temporal_loss(vae: VideoAutoencoderKL, clips: torch.Tensor, *, diff_weight: float):
+    with torch.no_grad():
+        latents = vae.encode(clips)
+    recon = vae.decode(latents)
+    rec = F.l1_loss(recon, clips) + F.mse_loss(recon, clips)
+    diff = F.l1_loss(recon.diff(dim=2), clips.diff(dim=2))
+    return rec + diff_weight * diff, {"rec": rec.item(), "diff": diff.item()}
+
+
+def denoising_loss(unet, scheduler, latents, text_emb, text_mask, *, use_temporal: bool):
+    """Epsilon-prediction loss; latents (B, Z, T, h, w), one timestep per clip."""
+    noise = torch.randn_like(latents)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],))
+    noisy = scheduler.add_noise(latents, noise, t)
+    pred = unet(noisy, t, text_emb, text_mask, use_temporal=use_temporal)
+    return F.mse_loss(pred, noise)
+
+
+# ----------------------------------------------------------------------------- latent cache
+
+
+def build_latent_cache(recipe: LDMRecipe, vae: VideoAutoencoderKL, path: Path) -> dict[str, Any]:
+    """Encode ``num_latent_clips`` training clips once; store latents (fp16) and their wordings."""
+    from kinetoscope.data.worlds import caption_wordings
+
+    datasets = _world_datasets(recipe)
+    latents, wordings = [], []
+    chunk = 16
+    vae.eval()
+    for start in range(0, recipe.num_latent_clips, chunk):
+        idx = range(start, min(start + chunk, recipe.num_latent_clips))
+        clips = [datasets[i % len(datasets)][i // len(datasets)] for i in idx]
+        video = _to_model_range(np.stack([c.frames for c in clips])).transpose(1, 2)
+        with torch.inference_mode():
+            latents.append(vae.encode(video).half())
+        wordings.extend(caption_wordings(c.world, c.objects) for c in clips)
+        if start % 800 == 0:
+            logger.info("encoded %d / %d clips", start, recipe.num_latent_clips)
+    cache = {"latents": torch.cat(latents), "wordings": wordings}
+    atomic_save(cache, path)
+    return cache
+
+
+def latent_batches(
+    cache: dict[str, Any], bank: CaptionBank, *, batch_size: int, frames: int | None, dropout: float, seed: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Infinite (latents (B, Z, T', h, w), text_emb, text_mask); T' = 1 random frame if frames is None."""
+    rng = random.Random(seed)
+    latents, wordings = cache["latents"], cache["wordings"]
+    while True:
+        idx = [rng.randrange(len(wordings)) for _ in range(batch_size)]
+        batch = latents[idx].float()
+        if frames is None:
+            t = torch.tensor([rng.randrange(batch.shape[2]) for _ in idx])
+            batch = batch[torch.arange(batch_size), :, t][:, :, None]  # (B, Z, 1, h, w)
+        captions = ["" if rng.random() < dropout else rng.choice(wordings[i]) for i in idx]
+        emb, mask = bank(captions)
+        yield batch, emb, mask
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+def _budget(stage: StageConfig) -> float:
+    return stage.minutes * 60.0
+
+
+def train_vae(recipe: LDMRecipe, out: Path) -> VideoAutoencoderKL:
+    """Stages 1-2: image autoencoder, then the decoder's temporal layers on clips."""
+    final = out / "vae"
+    if (final / "config.json").exists():
+        return VideoAutoencoderKL.from_pretrained(final)
+    torch.manual_seed(recipe.seed)
+    vae = VideoAutoencoderKL(**recipe.vae)
+    stage = recipe.stage("vae")
+    kl_weight = float(stage.extra.get("kl_weight", 1e-6))
+    for p in vae.temporal_parameters():
+        p.requires_grad_(False)
+    train_loop(
+        model=vae,
+        loss_fn=lambda m, b: vae_loss(m, b, kl_weight=kl_weight),
+        batches=frame_batches(recipe, batch_size=stage.batch_size, seed=recipe.seed),
+        steps=stage.steps,
+        lr=stage.lr,
+        out_dir=out / "stage-vae",
+        time_budget_s=_budget(stage),
+    )
+    # Latent scale: unit variance for the diffusion model.
+    with torch.inference_mode():
+        frames = next(frame_batches(recipe, batch_size=256, seed=recipe.seed + 1))
+        mean, _ = vae.encode_frames(frames)
+    vae.register_to_config(scaling_factor=float(1.0 / mean.std()))
+    vae.requires_grad_(False)
+    stage = recipe.stage("vae_temporal")
+    for p in vae.temporal_parameters():
+        p.requires_grad_(True)
+    diff_weight = float(stage.extra.get("diff_weight", 1.0))
+    train_loop(
+        model=vae,
+        loss_fn=lambda m, b: vae_temporal_loss(m, b, diff_weight=diff_weight),
+        batches=clip_batches(recipe, batch_size=stage.batch_size, seed=recipe.seed + 2),
+        steps=stage.steps,
+        lr=stage.lr,
+        out_dir=out / "stage-vae-temporal",
+        time_budget_s=_budget(stage),
+        param_groups=[{"params": [p for p in vae.temporal_parameters() if p.dim() > 0]},
+                      {"params": [p for p in vae.temporal_parameters() if p.dim() == 0],
+                       "lr": stage.lr * float(stage.extra.get("alpha_lr_scale", 20.0))}],
+    )
+    vae.requires_grad_(False).eval()
+    vae.save_pretrained(final)
+    return vae
+
+
+def _unet_stage(recipe, out, unet, scheduler, cache, bank, name: str, *, temporal: bool) -> VideoUNet:
+    stage = recipe.stage(name)
+    if temporal:
+        unet.requires_grad_(False)
+        for p in unet.temporal_parameters():
+            p.requires_grad_(True)
+        alphas = [p for p in unet.temporal_parameters() if p.dim() == 0]
+        groups = [
+            {"params": [p for p in unet.temporal_parameters() if p.dim() > 0]},
+            {"params": alphas, "lr": stage.lr * float(stage.extra.get("alpha_lr_scale", 20.0))},
+        ]
+    else:
+        unet.requires_grad_(True)
+        for p in unet.temporal_parameters():
+            p.requires_grad_(False)
+        groups = None
+
+    def loss_fn(model, batch):
+        latents, emb, mask = batch
+        loss = denoising_loss(model, scheduler, latents, emb, mask, use_temporal=temporal)
+        return loss, {}
+
+    state = train_loop(
+        model=unet,
+        loss_fn=loss_fn,
+        batches=latent_batches(
+            cache,
+            bank,
+            batch_size=stage.batch_size,
+            frames=recipe.num_frames if temporal else None,
+            dropout=recipe.text_dropout,
+            seed=recipe.seed + (4 if temporal else 3),
+        ),
+        steps=stage.steps,
+        lr=stage.lr,
+        out_dir=out / f"stage-{name}",
+        ema_decay=stage.ema_decay,
+        time_budget_s=_budget(stage),
+        param_groups=groups,
+    )
+    trained = state.ema if state.ema is not None else unet
+    trained.requires_grad_(False)
+    return trained
+
+
+def train_ldm(recipe: LDMRecipe, out_dir: str | Path) -> Path:
+    """Run every stage of ``recipe`` (resuming finished ones) and save the pipeline to out_dir/pipeline."""
+    from kinetoscope.pipelines.text_to_video import TextToVideoPipeline
+    from kinetoscope.text import load_text_encoder
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
+    vae = train_vae(recipe, out)
+    cache_path = out / "latents.pt"
+    if cache_path.exists():
+        cache = torch.load(cache_path, weights_only=False)
+    else:
+        cache = build_latent_cache(recipe, vae, cache_path)
+    encoder = load_text_encoder(
+        recipe.text_encoder, max_length=recipe.max_length, cache_dir=out / "text-cache"
+    )
+    bank = CaptionBank(encoder)
+    scheduler = DDPMScheduler(**recipe.scheduler)
+    torch.manual_seed(recipe.seed)
+    unet = VideoUNet(text_dim=encoder.dim, latent_channels=vae.config.latent_channels, **recipe.unet)
+    image_dir = out / "unet-image"
+    if (image_dir / "config.json").exists():
+        unet = VideoUNet.from_pretrained(image_dir)
+    else:
+        unet = _unet_stage(recipe, out, unet, scheduler, cache, bank, "unet_image", temporal=False)
+        unet.save_pretrained(image_dir)
+    unet = _unet_stage(recipe, out, unet, scheduler, cache, bank, "unet_temporal", temporal=True)
+    pipe = TextToVideoPipeline(
+        vae=vae,
+        unet=unet,
+        scheduler_config=dict(scheduler.config),
+        text_encoder=recipe.text_encoder,
+        max_length=recipe.max_length,
+        defaults={
+            "num_frames": recipe.num_frames,
+            "fps": recipe.fps,
+            "model_name": recipe.name,
+            **recipe.sampling,
+        },
+    )
+    pipe.save_pretrained(out / "pipeline")
+    return out / "pipeline"

@@ -1,0 +1,141 @@
+"""Contract tests of the latent video diffusion family on tiny configs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers import DDPMScheduler
+
+from kinetoscope.autoencoders.vae import VideoAutoencoderKL
+from kinetoscope.diffusion.unet import VideoUNet
+from kinetoscope.train.ldm import denoising_loss, vae_loss, vae_temporal_loss
+
+TINY_UNET = dict(channels=(16, 32), attention_levels=(1,), temporal_attention_levels=(0, 1), num_heads=2, text_dim=16)
+TINY_VAE = dict(channels=(8, 16), latent_channels=4)
+
+
+def text(batch: int, length: int = 8, dim: int = 16):
+    emb = torch.randn(batch, length, dim, generator=torch.Generator().manual_seed(1))
+    mask = torch.ones(batch, length, dtype=torch.bool)
+    mask[:, length // 2 :] = False
+    return emb, mask
+
+
+def test_vae_shapes_and_downscale():
+    vae = VideoAutoencoderKL(**TINY_VAE)
+    video = torch.rand(2, 3, 5, 32, 32) * 2 - 1
+    latents = vae.encode(video)
+    assert latents.shape == (2, 4, 5, 16, 16)
+    assert vae.decode(latents).shape == video.shape
+
+
+def test_vae_starts_as_image_decoder_and_alpha_mixes():
+    torch.manual_seed(0)
+    vae = VideoAutoencoderKL(**TINY_VAE)
+    latents = torch.randn(1, 4, 6, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(vae.decode(latents), vae.decode(latents, temporal=False), atol=1e-6)
+        for mix in vae.dec_mix:
+            mix.alpha.fill_(0.5)
+        assert not torch.allclose(vae.decode(latents), vae.decode(latents, temporal=False), atol=1e-4)
+
+
+def test_chunked_decoding_matches_full_decoding():
+    torch.manual_seed(0)
+    vae = VideoAutoencoderKL(**TINY_VAE).eval()
+    with torch.no_grad():
+        for mix in vae.dec_mix:
+            mix.alpha.fill_(0.3)
+        latents = torch.randn(1, 4, 11, 8, 8)
+        full = vae.decode(latents)
+        for chunk in (1, 3, 4, 11):
+            assert torch.allclose(vae.decode_chunked(latents, chunk_size=chunk), full, atol=1e-5)
+
+
+def test_unet_shapes_determinism_and_image_mode():
+    torch.manual_seed(0)
+    unet = VideoUNet(**TINY_UNET).eval()
+    x = torch.randn(2, 4, 6, 8, 8)
+    emb, mask = text(2)
+    with torch.no_grad():
+        a = unet(x, torch.tensor([3, 500]), emb, mask)
+        b = unet(x, torch.tensor([3, 500]), emb, mask)
+        # alpha = 1 at init: the video model equals the image model frame by frame.
+        image = unet(x, torch.tensor([3, 500]), emb, mask, use_temporal=False)
+    assert a.shape == x.shape
+    assert torch.equal(a, b)
+    assert torch.allclose(a, image, atol=1e-5)
+
+
+def test_unet_rejects_indivisible_latents():
+    unet = VideoUNet(**TINY_UNET)
+    emb, mask = text(1)
+    with pytest.raises(ValueError, match="divisible"):
+        unet(torch.randn(1, 4, 2, 7, 7), torch.tensor([1]), emb, mask)
+
+
+def test_save_load_roundtrip(tmp_path):
+    unet = VideoUNet(**TINY_UNET)
+    vae = VideoAutoencoderKL(**TINY_VAE)
+    unet.save_pretrained(tmp_path / "unet")
+    vae.save_pretrained(tmp_path / "vae")
+    unet2 = VideoUNet.from_pretrained(tmp_path / "unet")
+    vae2 = VideoAutoencoderKL.from_pretrained(tmp_path / "vae")
+    for a, b in ((unet, unet2), (vae, vae2)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_gradients_reach_every_parameter():
+    torch.manual_seed(0)
+    unet = VideoUNet(**TINY_UNET)
+    with torch.no_grad():  # move alphas off 1 so temporal branches receive gradient too
+        for p in unet.temporal_parameters():
+            if p.dim() == 0:
+                p.fill_(0.5)
+    sched = DDPMScheduler(num_train_timesteps=100)
+    emb, mask = text(2)
+    denoising_loss(unet, sched, torch.randn(2, 4, 4, 8, 8), emb, mask, use_temporal=True).backward()
+    missing = [n for n, p in unet.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing, missing
+    vae = VideoAutoencoderKL(**TINY_VAE)
+    with torch.no_grad():
+        for mix in vae.dec_mix:
+            mix.alpha.fill_(0.5)
+    frames = torch.rand(4, 3, 16, 16) * 2 - 1
+    vae_loss(vae, frames, kl_weight=1e-3)[0].backward()
+    vae_temporal_loss(vae, torch.rand(1, 3, 4, 16, 16) * 2 - 1, diff_weight=1.0)[0].backward()
+    missing = [n for n, p in vae.named_parameters() if p.grad is None]
+    assert not missing, missing
+
+
+def test_stage_two_changes_no_spatial_weight(tmp_path):
+    """Stage 2 of the recipe (temporal layers only) leaves every spatial weight bit-identical."""
+    from kinetoscope.train.loop import train_loop
+
+    torch.manual_seed(0)
+    unet = VideoUNet(**TINY_UNET)
+    with torch.no_grad():  # as after stage 1: the zero-initialised output conv has been trained
+        unet.conv_out.weight.normal_(0, 0.1)
+    before = {n: p.detach().clone() for n, p in unet.named_parameters()}
+    temporal_ids = {id(p) for p in unet.temporal_parameters()}
+    unet.requires_grad_(False)
+    for p in unet.temporal_parameters():
+        p.requires_grad_(True)
+    sched = DDPMScheduler(num_train_timesteps=100)
+    emb, mask = text(2)
+
+    def batches():
+        while True:
+            yield torch.randn(2, 4, 4, 8, 8), emb, mask
+
+    def loss_fn(model, batch):
+        return denoising_loss(model, sched, *batch, use_temporal=True), {}
+
+    train_loop(model=unet, loss_fn=loss_fn, batches=batches(), steps=5, lr=1e-2, out_dir=tmp_path, warmup_steps=1)
+    changed_spatial = [n for n, p in unet.named_parameters() if id(p) not in temporal_ids and not torch.equal(p, before[n])]
+    changed_temporal = [n for n, p in unet.named_parameters() if id(p) in temporal_ids and not torch.equal(p, before[n])]
+    assert not changed_spatial, changed_spatial
+    assert changed_temporal, "stage 2 trained nothing"
+    assert len(unet.spatial_parameters()) + len(unet.temporal_parameters()) == len(list(unet.parameters()))
