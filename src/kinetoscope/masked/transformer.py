@@ -1,0 +1,140 @@
+"""Bidirectional masked video-token transformer of the Phenaki family (Villegas et al. 2022, §2.2).
+
+The C-ViViT tokens of a clip, (T', h, w), are flattened into one sequence of N = T'*h*w
+tokens. Some are replaced by a [MASK] id; a bidirectional transformer that cross-attends
+to the text tokens predicts a distribution over the codebook at every position (MaskGIT,
+Chang et al. 2022, §3). Positions are learned and factorised: time + row + column
+embeddings, so a model trained on T' time steps also runs on any T' <= ``max_time_tokens``.
+
+Axis legend: B batch, N = T'*h*w video tokens, T' token time steps, h/w token grid,
+L text tokens, Dt text width, D model width, K = num_codes codebook size.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+from einops import rearrange
+from torch import nn
+
+from kinetoscope.nn.attention import TransformerBlock
+
+
+class MaskedVideoTransformer(ModelMixin, ConfigMixin):
+    """Text-conditioned bidirectional transformer over video tokens.
+
+    Args:
+        num_codes: codebook size K of the tokenizer; id K is [MASK].
+        max_time_tokens: largest T' (17 frames -> 9 time steps for C-ViViT).
+        height_tokens / width_tokens: h and w of the token grid.
+        text_dim: width Dt of the text encoder's token embeddings.
+        dim: model width D.
+        depth: number of transformer blocks.
+        num_heads: attention heads.
+        mlp_mult: MLP expansion.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        *,
+        num_codes: int = 1000,
+        max_time_tokens: int = 9,
+        height_tokens: int = 8,
+        width_tokens: int = 8,
+        text_dim: int = 384,
+        dim: int = 192,
+        depth: int = 4,
+        num_heads: int = 4,
+        mlp_mult: int = 4,
+    ) -> None:
+        super().__init__()
+        self.token_emb = nn.Embedding(num_codes + 1, dim)  # + [MASK]
+        self.time_emb = nn.Parameter(torch.randn(max_time_tokens, dim) * 0.02)
+        self.row_emb = nn.Parameter(torch.randn(height_tokens, dim) * 0.02)
+        self.col_emb = nn.Parameter(torch.randn(width_tokens, dim) * 0.02)
+        self.text_norm = nn.LayerNorm(text_dim)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(dim, num_heads=num_heads, context_dim=text_dim, mlp_mult=mlp_mult)
+            for _ in range(depth)
+        )
+        self.norm_out = nn.LayerNorm(dim)
+        self.to_logits = nn.Linear(dim, num_codes)
+        nn.init.normal_(self.token_emb.weight, std=0.02)
+
+    @property
+    def mask_id(self) -> int:
+        """Token id that marks a masked position (== num_codes)."""
+        return self.config.num_codes
+
+    @property
+    def num_codes(self) -> int:
+        """Codebook size K; logits have K entries (the mask id is never predicted)."""
+        return self.config.num_codes
+
+    @property
+    def max_time_tokens(self) -> int:
+        """Largest number of token time steps T' the position table covers."""
+        return self.config.max_time_tokens
+
+    @property
+    def tokens_per_step(self) -> int:
+        """h * w tokens per time step."""
+        return self.config.height_tokens * self.config.width_tokens
+
+    def _positions(self, num_steps: int) -> torch.Tensor:
+        """Factorised learned positions -> (T'*h*w, D)."""
+        pos = (
+            self.time_emb[:num_steps, None, None, :]
+            + self.row_emb[None, :, None, :]
+            + self.col_emb[None, None, :, :]
+        )  # (T', h, w, D)
+        return rearrange(pos, "t h w d -> (t h w) d")
+
+    def _check_inputs(
+        self, tokens: torch.Tensor, text_emb: torch.Tensor, text_mask: torch.Tensor
+    ) -> int:
+        if tokens.ndim != 2 or tokens.dtype != torch.long:
+            raise ValueError(
+                f"tokens must be (B, N) long, got {tuple(tokens.shape)} {tokens.dtype}"
+            )
+        num_tokens = tokens.shape[1]
+        per_step = self.tokens_per_step
+        if num_tokens % per_step or not 0 < num_tokens // per_step <= self.max_time_tokens:
+            raise ValueError(
+                f"N={num_tokens} tokens must be T' x {per_step} (h*w) with 1 <= T' <= "
+                f"{self.max_time_tokens}; use a shorter clip or a model with larger max_time_tokens"
+            )
+        if tokens.min() < 0 or tokens.max() > self.mask_id:
+            raise ValueError(
+                f"token ids must lie in [0, {self.num_codes}] ({self.mask_id} = [MASK]), got range "
+                f"[{int(tokens.min())}, {int(tokens.max())}]"
+            )
+        if text_emb.ndim != 3 or text_emb.shape[0] != tokens.shape[0]:
+            raise ValueError(
+                f"text_emb must be (B, L, D) with B={tokens.shape[0]}, got {tuple(text_emb.shape)}"
+            )
+        if text_mask.shape != text_emb.shape[:2]:
+            raise ValueError(
+                f"text_mask must be (B, L) = {tuple(text_emb.shape[:2])}, got {tuple(text_mask.shape)}"
+            )
+        if not text_mask.bool().any(dim=1).all():
+            raise ValueError(
+                "every text_mask row needs at least one real token; for an unconditional pass use the "
+                "text encoder's embedding of the empty prompt instead of an all-False mask"
+            )
+        return num_tokens // per_step
+
+    def forward(
+        self, tokens: torch.Tensor, text_emb: torch.Tensor, text_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """tokens (B, N) long (mask_id where masked), text_emb (B, L, Dt), text_mask (B, L) bool
+        (True = real token) -> logits (B, N, K)."""
+        num_steps = self._check_inputs(tokens, text_emb, text_mask)
+        x = self.token_emb(tokens) + self._positions(num_steps)  # (B, N, D)
+        context = self.text_norm(text_emb.to(x.dtype))  # (B, L, Dt)
+        context_mask = text_mask.bool()
+        for block in self.blocks:
+            x = block(x, context, context_mask=context_mask)
+        return self.to_logits(self.norm_out(x))  # (B, N, K)

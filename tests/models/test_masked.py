@@ -1,0 +1,401 @@
+"""Contract tests for the masked video-token transformer, its loss and MaskGIT sampling."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from kinetoscope.autoencoders.cvivit import CViViT
+from kinetoscope.masked import (
+    MaskedVideoTransformer,
+    continue_tokens,
+    guided_logits,
+    masked_token_loss,
+    maskgit_sample,
+)
+
+NUM_CODES, TEXT_DIM, TEXT_LEN = 32, 8, 5
+TINY = {
+    "num_codes": NUM_CODES,
+    "max_time_tokens": 3,
+    "height_tokens": 2,
+    "width_tokens": 2,
+    "text_dim": TEXT_DIM,
+    "dim": 32,
+    "depth": 2,
+    "num_heads": 2,
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_transformer(seed: int = 0) -> MaskedVideoTransformer:
+    torch.manual_seed(seed)
+    return MaskedVideoTransformer(**TINY).eval()
+
+
+def text(batch: int = 2, *, seed: int = 1, length: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random text condition with ``length`` real tokens then padding."""
+    generator = torch.Generator().manual_seed(seed)
+    emb = torch.randn(batch, TEXT_LEN, TEXT_DIM, generator=generator)
+    mask = torch.zeros(batch, TEXT_LEN, dtype=torch.bool)
+    mask[:, :length] = True
+    return emb, mask
+
+
+def random_tokens(shape, *, seed: int = 2) -> torch.Tensor:
+    return torch.randint(0, NUM_CODES, shape, generator=torch.Generator().manual_seed(seed))
+
+
+class RecordingStub(nn.Module):
+    """Stand-in model: uniform logits at masked positions, confidently wrong logits elsewhere,
+    and it records its inputs."""
+
+    mask_id = NUM_CODES
+    num_codes = NUM_CODES
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, tokens, text_emb, text_mask):
+        self.calls.append((tokens.clone(), text_emb.clone(), text_mask.clone()))
+        logits = torch.zeros(*tokens.shape, NUM_CODES)
+        known = tokens != self.mask_id
+        wrong = (tokens.clamp(max=NUM_CODES - 1) + 1) % NUM_CODES
+        logits[known] = 100.0 * nn.functional.one_hot(wrong[known], NUM_CODES).float()
+        return logits
+
+
+# --- transformer -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("num_frames", "time_tokens"), [(1, 1), (3, 2), (5, 3)])
+def test_shapes(num_frames, time_tokens):
+    model = tiny_transformer()
+    emb, mask = text()
+    tokens = random_tokens((2, time_tokens * 4))
+    tokens[:, ::3] = model.mask_id
+    logits = model(tokens, emb, mask)
+    assert logits.shape == (2, time_tokens * 4, NUM_CODES)
+    assert (
+        model.mask_id == NUM_CODES and model.num_codes == NUM_CODES and model.max_time_tokens == 3
+    )
+
+
+def test_rejects_bad_inputs():
+    model = tiny_transformer()
+    emb, mask = text()
+    with pytest.raises(ValueError, match="max_time_tokens"):
+        model(random_tokens((2, 16)), emb, mask)  # T' = 4 > 3
+    with pytest.raises(ValueError, match="token ids"):
+        model(torch.full((2, 4), NUM_CODES + 1), emb, mask)
+    with pytest.raises(ValueError, match="empty prompt"):
+        model(random_tokens((2, 4)), emb, torch.zeros_like(mask))
+
+
+def test_padding_text_tokens_are_ignored():
+    model = tiny_transformer()
+    emb, mask = text()
+    tokens = random_tokens((2, 8))
+    other = emb.clone()
+    other[:, 3:] = 7.0  # only padded positions change
+    assert torch.allclose(model(tokens, emb, mask), model(tokens, other, mask), atol=1e-6)
+    changed_real = emb.clone()
+    changed_real[:, :3] = text(seed=8)[0][:, :3]  # real tokens change -> output changes
+    assert not torch.allclose(
+        model(tokens, emb, mask), model(tokens, changed_real, mask), atol=1e-3
+    )
+
+
+def test_save_load_equal(tmp_path):
+    model = tiny_transformer()
+    model.save_pretrained(tmp_path)
+    loaded = MaskedVideoTransformer.from_pretrained(tmp_path).eval()
+    emb, mask = text()
+    tokens = random_tokens((2, 12))
+    assert torch.equal(model(tokens, emb, mask), loaded(tokens, emb, mask))
+
+
+def test_gradients_reach_every_parameter():
+    model = tiny_transformer().train()
+    emb, mask = text()
+    null_emb, null_mask = text(1, seed=9, length=1)
+    loss, logs = masked_token_loss(
+        model,
+        random_tokens((2, 3, 2, 2)),
+        emb,
+        mask,
+        null_text_emb=null_emb,
+        null_text_mask=null_mask,
+        generator=torch.Generator().manual_seed(0),
+    )
+    loss.backward()
+    assert set(logs) == {"loss", "mask_ratio", "masked_accuracy"}
+    for name, param in model.named_parameters():
+        assert param.grad is not None, name
+        assert torch.isfinite(param.grad).all(), name
+
+
+# --- loss ------------------------------------------------------------------------------------
+
+
+def test_loss_counts_only_masked_positions():
+    stub = RecordingStub()
+    emb, mask = text()
+    tokens = random_tokens((2, 3, 2, 2))
+    for seed in range(20):
+        loss, logs = masked_token_loss(
+            stub, tokens, emb, mask, generator=torch.Generator().manual_seed(seed), text_dropout=0.0
+        )
+        # Masked positions have uniform logits (loss log K); any unmasked position would add ~100.
+        assert loss.item() == pytest.approx(math.log(NUM_CODES), abs=1e-5)
+        inputs = stub.calls[-1][0]
+        assert (inputs == stub.mask_id).sum() >= 1
+        assert 0 < logs["mask_ratio"] <= 1
+
+
+def test_frozen_prefix_never_masked_and_cosine_ratio():
+    stub = RecordingStub()
+    emb, mask = text(batch=8)
+    tokens = random_tokens((8, 3, 2, 2))
+    generator = torch.Generator().manual_seed(0)
+    ratios = []
+    for _ in range(60):
+        masked_token_loss(
+            stub, tokens, emb, mask, generator=generator, text_dropout=0.0, frozen_prefix=1
+        )
+        inputs = stub.calls[-1][0].view(8, 3, 4)
+        assert torch.equal(inputs[:, 0], tokens[:, 0].reshape(8, 4))  # prefix untouched
+        assert ((inputs[:, 1:] == stub.mask_id).sum(dim=(1, 2)) >= 1).all()
+        ratios.append((inputs[:, 1:] == stub.mask_id).float().mean(dim=(1, 2)))
+    # E[ceil(cos(pi/2 r) * 8) / 8] for r ~ U(0,1) is about 2/pi + 1/16.
+    assert torch.cat(ratios).mean().item() == pytest.approx(2 / math.pi + 1 / 16, abs=0.04)
+    with pytest.raises(ValueError, match="frozen_prefix"):
+        masked_token_loss(stub, tokens, emb, mask, text_dropout=0.0, frozen_prefix=3)
+
+
+def test_per_clip_frozen_prefix():
+    stub = RecordingStub()
+    emb, mask = text(batch=3)
+    tokens = random_tokens((3, 3, 2, 2))
+    prefix = torch.tensor([0, 1, 2])
+    for seed in range(30):
+        generator = torch.Generator().manual_seed(seed)
+        masked_token_loss(
+            stub, tokens, emb, mask, generator=generator, text_dropout=0.0, frozen_prefix=prefix
+        )
+        is_masked = (stub.calls[-1][0] == stub.mask_id).view(3, 3, 4)
+        for row, frozen in enumerate(prefix.tolist()):
+            assert not is_masked[row, :frozen].any() and is_masked[row, frozen:].any()
+    with pytest.raises(ValueError, match="frozen_prefix"):
+        masked_token_loss(
+            stub, tokens, emb, mask, text_dropout=0.0, frozen_prefix=torch.tensor([0, 1])
+        )
+
+
+def test_text_dropout_uses_null_condition():
+    stub = RecordingStub()
+    emb, mask = text()
+    null_emb, null_mask = text(1, seed=9, length=1)
+    tokens = random_tokens((2, 2, 2, 2))
+    options = {"null_text_emb": null_emb, "null_text_mask": null_mask}
+    masked_token_loss(stub, tokens, emb, mask, text_dropout=1.0, **options)
+    _, seen_emb, seen_mask = stub.calls[-1]
+    assert torch.equal(seen_emb, null_emb.expand(2, -1, -1)) and torch.equal(
+        seen_mask, null_mask.expand(2, -1)
+    )
+    masked_token_loss(stub, tokens, emb, mask, text_dropout=0.0, **options)
+    assert torch.equal(stub.calls[-1][1], emb)
+    with pytest.raises(ValueError, match="null_text_emb"):
+        masked_token_loss(stub, tokens, emb, mask, text_dropout=0.1)
+
+
+# --- sampling --------------------------------------------------------------------------------
+
+
+def test_cfg_batched_equals_two_forwards():
+    model = tiny_transformer()
+    emb, mask = text()
+    null_emb, null_mask = text(1, seed=9, length=1)
+    tokens = random_tokens((2, 8))
+    tokens[:, 1::2] = model.mask_id
+    guided = guided_logits(
+        model,
+        tokens,
+        text_emb=emb,
+        text_mask=mask,
+        null_emb=null_emb,
+        null_mask=null_mask,
+        guidance_scale=3.0,
+    )
+    cond = model(tokens, emb, mask)
+    uncond = model(tokens, null_emb.expand(2, -1, -1), null_mask.expand(2, -1))
+    assert torch.allclose(guided, uncond + 3.0 * (cond - uncond), atol=1e-5)
+    plain = guided_logits(
+        model,
+        tokens,
+        text_emb=emb,
+        text_mask=mask,
+        null_emb=None,
+        null_mask=None,
+        guidance_scale=1.0,
+    )
+    assert torch.equal(plain, cond)
+
+
+def _sample(model, *, seed, **options):
+    emb, mask = text()
+    null_emb, null_mask = text(1, seed=9, length=1)
+    return maskgit_sample(
+        model,
+        text_emb=emb,
+        text_mask=mask,
+        null_emb=null_emb,
+        null_mask=null_mask,
+        token_shape=(3, 2, 2),
+        num_steps=options.pop("num_steps", 4),
+        generator=torch.Generator().manual_seed(seed),
+        **options,
+    )
+
+
+def test_sampling_deterministic_under_seed():
+    model = tiny_transformer()
+    first = _sample(model, seed=0)
+    assert first.shape == (2, 3, 2, 2) and first.dtype == torch.long
+    assert torch.equal(first, _sample(model, seed=0))
+    assert not torch.equal(first, _sample(model, seed=1))
+
+
+def test_per_sample_generators_make_samples_independent_of_batch():
+    model = tiny_transformer()
+    emb, mask = text()
+    null_emb, null_mask = text(1, seed=9, length=1)
+    options = {
+        "null_emb": null_emb,
+        "null_mask": null_mask,
+        "token_shape": (2, 2, 2),
+        "num_steps": 3,
+    }
+    gens = [torch.Generator().manual_seed(10 + i) for i in range(2)]
+    batched = maskgit_sample(model, text_emb=emb, text_mask=mask, generator=gens, **options)
+    alone = maskgit_sample(
+        model,
+        text_emb=emb[1:],
+        text_mask=mask[1:],
+        generator=[torch.Generator().manual_seed(11)],
+        **options,
+    )
+    assert torch.equal(batched[1:], alone)
+
+
+def test_prefix_is_kept_and_no_mask_ids_remain():
+    model = tiny_transformer()
+    prefix = random_tokens((2, 1, 2, 2), seed=5)
+    steps = []
+
+    def callback(step, num_steps, tokens):
+        steps.append((step, num_steps, int((tokens == model.mask_id).sum())))
+        assert torch.equal(tokens[:, :1], prefix)
+
+    out = _sample(model, seed=0, prefix_tokens=prefix, callback=callback, num_steps=5)
+    assert torch.equal(out[:, :1], prefix)
+    assert (out != model.mask_id).all() and out.max() < NUM_CODES and out.min() >= 0
+    assert [s[:2] for s in steps] == [(i, 5) for i in range(5)]
+    remaining = [s[2] for s in steps]
+    assert remaining == sorted(remaining, reverse=True) and remaining[-1] == 0
+    with pytest.raises(ValueError, match="fewer than"):
+        _sample(model, seed=0, prefix_tokens=random_tokens((2, 3, 2, 2)))
+
+
+def test_more_steps_than_tokens_still_completes():
+    out = _sample(tiny_transformer(), seed=0, num_steps=30, temperature=0.0)
+    assert (out != NUM_CODES).all()
+
+
+def test_continue_tokens_freezes_reencoded_context():
+    torch.manual_seed(0)
+    tokenizer = CViViT(
+        image_size=8, patch_size=4, dim=16, num_heads=2, spatial_depth=1, temporal_depth=1
+    )
+    tokenizer.eval()
+    model = MaskedVideoTransformer(**{**TINY, "num_codes": tokenizer.num_codes}).eval()
+    previous = torch.rand(2, 3, 5, 8, 8, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    emb, mask = text()
+    null_emb, null_mask = text(1, seed=9, length=1)
+    out = continue_tokens(
+        model,
+        tokenizer,
+        previous_video=previous,
+        context_frames=3,
+        text_emb=emb,
+        text_mask=mask,
+        null_emb=null_emb,
+        null_mask=null_mask,
+        token_shape=(3, 2, 2),
+        num_steps=3,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert out.shape == (2, 3, 2, 2)
+    assert torch.equal(out[:, :2], tokenizer.encode(previous[:, :, -3:]))
+    with pytest.raises(ValueError, match="1 \\+ 2m"):
+        continue_tokens(
+            model,
+            tokenizer,
+            previous_video=previous,
+            context_frames=2,
+            text_emb=emb,
+            text_mask=mask,
+            null_emb=null_emb,
+            null_mask=null_mask,
+            token_shape=(3, 2, 2),
+        )
+
+
+def test_memorises_one_sequence_for_one_prompt():
+    torch.manual_seed(0)
+    model = MaskedVideoTransformer(**TINY).train()
+    emb, mask = text(1)
+    target = random_tokens((1, 3, 2, 2), seed=4)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(0)
+    batch = {
+        "tokens": target.expand(8, -1, -1, -1),
+        "emb": emb.expand(8, -1, -1),
+        "mask": mask.expand(8, -1),
+    }
+    for _ in range(150):
+        loss, _ = masked_token_loss(
+            model,
+            batch["tokens"],
+            batch["emb"],
+            batch["mask"],
+            generator=generator,
+            text_dropout=0.0,
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    sample = maskgit_sample(
+        model,
+        text_emb=emb,
+        text_mask=mask,
+        null_emb=None,
+        null_mask=None,
+        token_shape=(3, 2, 2),
+        num_steps=4,
+        guidance_scale=1.0,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert torch.equal(sample, target), loss.item()
