@@ -10,7 +10,13 @@ from kinetoscope.autoencoders.vae import VideoAutoencoderKL
 from kinetoscope.diffusion.unet import VideoUNet
 from kinetoscope.train.ldm import denoising_loss, vae_loss, vae_temporal_loss
 
-TINY_UNET = dict(channels=(16, 32), attention_levels=(1,), temporal_attention_levels=(0, 1), num_heads=2, text_dim=16)
+TINY_UNET = dict(
+    channels=(16, 32),
+    attention_levels=(1,),
+    temporal_attention_levels=(0, 1),
+    num_heads=2,
+    text_dim=16,
+)
 TINY_VAE = dict(channels=(8, 16), latent_channels=4)
 
 
@@ -29,23 +35,34 @@ def test_vae_shapes_and_downscale():
     assert vae.decode(latents).shape == video.shape
 
 
+def perturb_temporal(model: torch.nn.Module) -> None:
+    """Give the zero-initialised temporal outputs non-zero weights (as after training)."""
+    with torch.no_grad():
+        for p in model.temporal_parameters():
+            if p.dim() > 0 and not p.any():
+                p.normal_(0, 0.2)
+
+
 def test_vae_starts_as_image_decoder_and_alpha_mixes():
     torch.manual_seed(0)
     vae = VideoAutoencoderKL(**TINY_VAE)
     latents = torch.randn(1, 4, 6, 8, 8)
     with torch.no_grad():
         assert torch.allclose(vae.decode(latents), vae.decode(latents, temporal=False), atol=1e-6)
-        for mix in vae.dec_mix:
-            mix.alpha.fill_(0.5)
-        assert not torch.allclose(vae.decode(latents), vae.decode(latents, temporal=False), atol=1e-4)
+        assert all(abs(mix.alpha.item() - 0.5) < 1e-6 for mix in vae.dec_mix)
+        perturb_temporal(vae)
+        mixed = vae.decode(latents)
+        assert not torch.allclose(mixed, vae.decode(latents, temporal=False), atol=1e-4)
+        for mix in vae.dec_mix:  # alpha -> 1 recovers the image decoder
+            mix.mix_logit.fill_(30.0)
+        assert torch.allclose(vae.decode(latents), vae.decode(latents, temporal=False), atol=1e-5)
 
 
 def test_chunked_decoding_matches_full_decoding():
     torch.manual_seed(0)
     vae = VideoAutoencoderKL(**TINY_VAE).eval()
+    perturb_temporal(vae)
     with torch.no_grad():
-        for mix in vae.dec_mix:
-            mix.alpha.fill_(0.3)
         latents = torch.randn(1, 4, 11, 8, 8)
         full = vae.decode(latents)
         for chunk in (1, 3, 4, 11):
@@ -90,23 +107,24 @@ def test_save_load_roundtrip(tmp_path):
 def test_gradients_reach_every_parameter():
     torch.manual_seed(0)
     unet = VideoUNet(**TINY_UNET)
-    with torch.no_grad():  # move alphas off 1 so temporal branches receive gradient too
-        for p in unet.temporal_parameters():
-            if p.dim() == 0:
-                p.fill_(0.5)
+    perturb_temporal(unet)
+    with torch.no_grad():  # the zero-initialised output conv, as after a few steps of training
+        unet.conv_out.weight.normal_(0, 0.1)
     sched = DDPMScheduler(num_train_timesteps=100)
     emb, mask = text(2)
     denoising_loss(unet, sched, torch.randn(2, 4, 4, 8, 8), emb, mask, use_temporal=True).backward()
-    missing = [n for n, p in unet.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    missing = [
+        n
+        for n, p in unet.named_parameters()
+        if p.grad is None or not p.grad.any() or not torch.isfinite(p.grad).all()
+    ]
     assert not missing, missing
     vae = VideoAutoencoderKL(**TINY_VAE)
-    with torch.no_grad():
-        for mix in vae.dec_mix:
-            mix.alpha.fill_(0.5)
+    perturb_temporal(vae)
     frames = torch.rand(4, 3, 16, 16) * 2 - 1
     vae_loss(vae, frames, kl_weight=1e-3)[0].backward()
     vae_temporal_loss(vae, torch.rand(1, 3, 4, 16, 16) * 2 - 1, diff_weight=1.0)[0].backward()
-    missing = [n for n, p in vae.named_parameters() if p.grad is None]
+    missing = [n for n, p in vae.named_parameters() if p.grad is None or not p.grad.any()]
     assert not missing, missing
 
 
@@ -133,9 +151,52 @@ def test_stage_two_changes_no_spatial_weight(tmp_path):
     def loss_fn(model, batch):
         return denoising_loss(model, sched, *batch, use_temporal=True), {}
 
-    train_loop(model=unet, loss_fn=loss_fn, batches=batches(), steps=5, lr=1e-2, out_dir=tmp_path, warmup_steps=1)
-    changed_spatial = [n for n, p in unet.named_parameters() if id(p) not in temporal_ids and not torch.equal(p, before[n])]
-    changed_temporal = [n for n, p in unet.named_parameters() if id(p) in temporal_ids and not torch.equal(p, before[n])]
+    train_loop(
+        model=unet,
+        loss_fn=loss_fn,
+        batches=batches(),
+        steps=5,
+        lr=1e-2,
+        out_dir=tmp_path,
+        warmup_steps=1,
+    )
+    changed_spatial = [
+        n
+        for n, p in unet.named_parameters()
+        if id(p) not in temporal_ids and not torch.equal(p, before[n])
+    ]
+    changed_temporal = [
+        n
+        for n, p in unet.named_parameters()
+        if id(p) in temporal_ids and not torch.equal(p, before[n])
+    ]
     assert not changed_spatial, changed_spatial
     assert changed_temporal, "stage 2 trained nothing"
-    assert len(unet.spatial_parameters()) + len(unet.temporal_parameters()) == len(list(unet.parameters()))
+    assert len(unet.spatial_parameters()) + len(unet.temporal_parameters()) == len(
+        list(unet.parameters())
+    )
+
+
+def test_stage_two_starts_from_stage_one_spatial_weights(tmp_path):
+    from kinetoscope.train.ldm import load_spatial_weights
+
+    torch.manual_seed(0)
+    image = VideoUNet(**TINY_UNET)
+    perturb_temporal(image)
+    image.save_pretrained(tmp_path / "unet-image")
+    torch.manual_seed(1)
+    video = load_spatial_weights(VideoUNet(**TINY_UNET), tmp_path / "unet-image")
+    temporal = video.temporal_parameter_names()
+    image_state, video_state = image.state_dict(), video.state_dict()
+    assert all(
+        torch.equal(image_state[k], video_state[k]) for k in video_state if k not in temporal
+    )
+    # fresh temporal layers: zero-initialised outputs, so the video model equals the image model
+    x = torch.randn(1, 4, 3, 8, 8)
+    emb, mask = text(1)
+    with torch.no_grad():
+        assert torch.allclose(
+            video(x, torch.tensor([10]), emb, mask),
+            image(x, torch.tensor([10]), emb, mask, use_temporal=False),
+            atol=1e-5,
+        )

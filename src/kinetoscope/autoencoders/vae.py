@@ -2,8 +2,8 @@
 
 A KL autoencoder compresses each frame by ``2 ** (len(channels) - 1)`` in space into a few
 latent channels; the diffusion model works in that latent space. The decoder carries
-temporal layers (residual convolutions over time, mixed in through a learned alpha that
-starts at 1) which are fine-tuned on clips after the image autoencoder is trained, so
+temporal layers (residual convolutions over time, zero-initialised and mixed in through a
+learned alpha) which are fine-tuned on clips after the image autoencoder is trained, so
 decoded videos do not flicker.
 
 Axis legend: B batch, C channels, T frames, H height, W width, Z latent channels.
@@ -17,7 +17,14 @@ from diffusers.configuration_utils import register_to_config
 from einops import rearrange
 from torch import nn
 
-from kinetoscope.nn.blocks import AlphaMix, Downsample, ResBlock, TemporalConvBlock, Upsample, group_norm
+from kinetoscope.nn.blocks import (
+    AlphaMix,
+    Downsample,
+    ResBlock,
+    TemporalConvBlock,
+    Upsample,
+    group_norm,
+)
 
 
 class VideoAutoencoderKL(ModelMixin, ConfigMixin):
@@ -52,7 +59,9 @@ class VideoAutoencoderKL(ModelMixin, ConfigMixin):
             if level < len(channels) - 1:
                 self.enc_blocks.append(Downsample(width))
         self.enc_out = nn.Sequential(
-            group_norm(channels[-1]), nn.SiLU(), nn.Conv2d(channels[-1], 2 * latent_channels, 3, padding=1)
+            group_norm(channels[-1]),
+            nn.SiLU(),
+            nn.Conv2d(channels[-1], 2 * latent_channels, 3, padding=1),
         )
         # Decoder mirrors the encoder; every ResBlock is followed by a temporal block + mix.
         rev = channels[::-1]
@@ -75,6 +84,10 @@ class VideoAutoencoderKL(ModelMixin, ConfigMixin):
         """Weights trained in the decoder's temporal fine-tuning (temporal blocks and alphas)."""
         return [*self.dec_temporal.parameters(), *self.dec_mix.parameters()]
 
+    def temporal_parameter_names(self) -> set[str]:
+        ids = {id(p) for p in self.temporal_parameters()}
+        return {name for name, p in self.named_parameters() if id(p) in ids}
+
     def encode_frames(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """frames (N, C, H, W) in [-1, 1] -> posterior mean and log-variance, each (N, Z, h, w)."""
         h = self.enc_in(frames)
@@ -83,7 +96,9 @@ class VideoAutoencoderKL(ModelMixin, ConfigMixin):
         mean, logvar = self.enc_out(h).chunk(2, dim=1)
         return mean, logvar.clamp(-30.0, 20.0)
 
-    def decode_frames(self, latents: torch.Tensor, *, num_frames: int | None = None) -> torch.Tensor:
+    def decode_frames(
+        self, latents: torch.Tensor, *, num_frames: int | None = None
+    ) -> torch.Tensor:
         """latents (N, Z, h, w) -> frames (N, C, H, W). With ``num_frames`` the N frames are
         read as N / num_frames clips and the temporal layers run; without it they are skipped."""
         h = self.dec_in(latents)
@@ -103,7 +118,9 @@ class VideoAutoencoderKL(ModelMixin, ConfigMixin):
         mean, logvar = self.encode_frames(frames)
         z = mean
         if sample:
-            noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            noise = torch.randn(
+                mean.shape, generator=generator, device=mean.device, dtype=mean.dtype
+            )
             z = mean + (0.5 * logvar).exp() * noise
         z = z * self.config.scaling_factor
         return rearrange(z, "(b t) z h w -> b z t h w", t=num_frames)
@@ -143,4 +160,3 @@ class VideoAutoencoderKL(ModelMixin, ConfigMixin):
             for conv in (block.conv1, block.conv2)
         )
         return per_block
-

@@ -4,8 +4,9 @@ The spatial part is an ordinary latent-image UNet: ResBlocks conditioned on the 
 (and on the pooled prompt), and spatial transformers that cross-attend to the text tokens.
 After every spatial block sits a temporal block (a temporal convolution and a temporal
 transformer that attends over frames at each pixel and to the text), whose output is mixed
-in as ``alpha * spatial + (1 - alpha) * temporal`` with a learned alpha per block, initialised
-to 1 so that the network starts as the image model (§3.1). Stage 1 trains the spatial
+in as ``alpha * spatial + (1 - alpha) * temporal`` with a learned alpha per block (§3.1);
+temporal branches are residuals with zero-initialised outputs, so the network starts as the
+image model exactly (see ``kinetoscope.nn.blocks.AlphaMix``). Stage 1 trains the spatial
 weights on single frames (``use_temporal=False``); stage 2 freezes them and trains only
 ``temporal_parameters()`` on clips.
 
@@ -23,7 +24,14 @@ from einops import rearrange, repeat
 from torch import nn
 
 from kinetoscope.nn.attention import TransformerBlock
-from kinetoscope.nn.blocks import AlphaMix, Downsample, ResBlock, TemporalConvBlock, Upsample, group_norm
+from kinetoscope.nn.blocks import (
+    AlphaMix,
+    Downsample,
+    ResBlock,
+    TemporalConvBlock,
+    Upsample,
+    group_norm,
+)
 from kinetoscope.nn.embeddings import sinusoidal_embedding
 
 
@@ -37,7 +45,9 @@ class SpatialTransformer(nn.Module):
         self.block = TransformerBlock(channels, num_heads=num_heads, context_dim=context_dim)
         self.proj_out = nn.Conv2d(channels, channels, 1)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor
+    ) -> torch.Tensor:
         """x (N, C, h, w), context (N, L, D), context_mask (N, L) -> (N, C, h, w)."""
         height, width = x.shape[-2:]
         tokens = rearrange(self.proj_in(self.norm(x)), "n c h w -> n (h w) c")
@@ -53,6 +63,9 @@ class TemporalTransformer(nn.Module):
         self.channels = channels
         self.norm = group_norm(channels)
         self.block = TransformerBlock(channels, num_heads=num_heads, context_dim=context_dim)
+        self.proj_out = nn.Linear(channels, channels)
+        nn.init.zeros_(self.proj_out.weight)  # starts as the identity (see AlphaMix)
+        nn.init.zeros_(self.proj_out.bias)
 
     def forward(
         self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor, *, num_frames: int
@@ -65,7 +78,7 @@ class TemporalTransformer(nn.Module):
         pixels = height * width
         ctx = repeat(context, "b l d -> (b p) l d", p=pixels)
         ctx_mask = repeat(context_mask, "b l -> (b p) l", p=pixels)
-        tokens = self.block(tokens, ctx, context_mask=ctx_mask)
+        tokens = self.proj_out(self.block(tokens, ctx, context_mask=ctx_mask))
         out = rearrange(tokens, "(b h w) t c -> (b t) c h w", h=height, w=width)
         return x + out
 
@@ -175,7 +188,9 @@ class VideoUNet(ModelMixin, ConfigMixin):
                 self.downsamplers.append(Downsample(width))
                 skip_channels.append(width)
         deepest = len(channels) - 1
-        self.mid_blocks = nn.ModuleList([block(width, width, deepest), block(width, width, deepest)])
+        self.mid_blocks = nn.ModuleList(
+            [block(width, width, deepest), block(width, width, deepest)]
+        )
         self.up_blocks = nn.ModuleList()
         self.upsamplers = nn.ModuleList()
         for level in reversed(range(len(channels))):
@@ -195,6 +210,10 @@ class VideoUNet(ModelMixin, ConfigMixin):
     def temporal_parameters(self) -> list[nn.Parameter]:
         """The weights stage 2 trains: temporal convolutions, temporal transformers, alphas."""
         return [p for b in self._all_blocks() for m in b.temporal_modules() for p in m.parameters()]
+
+    def temporal_parameter_names(self) -> set[str]:
+        ids = {id(p) for p in self.temporal_parameters()}
+        return {name for name, p in self.named_parameters() if id(p) in ids}
 
     def spatial_parameters(self) -> list[nn.Parameter]:
         """Every weight that is not a temporal one (trained in stage 1, frozen in stage 2)."""
@@ -226,13 +245,17 @@ class VideoUNet(ModelMixin, ConfigMixin):
             raise ValueError(f"latent size {height}x{width} must be divisible by {2**levels}")
         timestep = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(batch)
         text_mask = text_mask.bool()
-        pooled = (text_emb * text_mask[..., None]).sum(1) / text_mask.sum(1, keepdim=True).clamp(min=1)
+        pooled = (text_emb * text_mask[..., None]).sum(1) / text_mask.sum(1, keepdim=True).clamp(
+            min=1
+        )
         emb = self.time_embed(sinusoidal_embedding(timestep, self.config.channels[0]))
         emb = emb + self.text_pool_proj(pooled)  # (B, E)
         emb = repeat(emb, "b e -> (b t) e", t=num_frames)
 
         def run(blk: SpatioTemporalBlock, x: torch.Tensor) -> torch.Tensor:
-            return blk(x, emb, text_emb, text_mask, num_frames=num_frames, use_temporal=use_temporal)
+            return blk(
+                x, emb, text_emb, text_mask, num_frames=num_frames, use_temporal=use_temporal
+            )
 
         h = self.conv_in(rearrange(sample, "b z t h w -> (b t) z h w"))
         skips = [h]

@@ -46,7 +46,9 @@ class Attention(nn.Module):
         """
         source = x if context is None else context
         q = rearrange(self.to_q(x), "b n (h e) -> b h n e", h=self.num_heads)
-        k, v = rearrange(self.to_kv(source), "b m (two h e) -> two b h m e", two=2, h=self.num_heads)
+        k, v = rearrange(
+            self.to_kv(source), "b m (two h e) -> two b h m e", two=2, h=self.num_heads
+        )
         attn_mask = None
         if context_mask is not None:
             attn_mask = rearrange(context_mask.bool(), "b m -> b 1 1 m")

@@ -36,7 +36,9 @@ class ResBlock(nn.Module):
         self.norm2 = group_norm(out_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         self.skip = (
-            nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+            nn.Conv2d(in_channels, out_channels, 1)
+            if in_channels != out_channels
+            else nn.Identity()
         )
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
@@ -67,18 +69,24 @@ class Upsample(nn.Module):
 
 
 class AlphaMix(nn.Module):
-    """Learned blend ``alpha * spatial + (1 - alpha) * temporal`` with alpha in [0, 1].
+    """Learned blend ``alpha * spatial + (1 - alpha) * temporal`` with alpha = sigmoid(logit).
 
-    alpha starts at 1, so a network built from these mixes starts as the image model and
-    the temporal layers fade in during stage-2 training.
+    Every temporal branch in this project is a residual whose output projection starts at
+    zero, so at initialisation temporal(z) == z and the blend returns z for any alpha: the
+    network starts as the image model. Alpha itself starts at 0.5 so that gradients reach
+    the temporal layers from the first step (an alpha pinned at 1 would block them).
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.alpha = nn.Parameter(torch.ones(()))
+        self.mix_logit = nn.Parameter(torch.zeros(()))
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return torch.sigmoid(self.mix_logit)
 
     def forward(self, spatial: torch.Tensor, temporal: torch.Tensor) -> torch.Tensor:
-        alpha = self.alpha.clamp(0.0, 1.0)
+        alpha = self.alpha
         return alpha * spatial + (1.0 - alpha) * temporal
 
 
@@ -96,6 +104,8 @@ class TemporalConvBlock(nn.Module):
         self.conv1 = nn.Conv3d(channels, channels, (kernel_size, 1, 1), padding=padding)
         self.norm2 = group_norm(channels)
         self.conv2 = nn.Conv3d(channels, channels, (kernel_size, 1, 1), padding=padding)
+        nn.init.zeros_(self.conv2.weight)  # starts as the identity (see AlphaMix)
+        nn.init.zeros_(self.conv2.bias)
 
     def forward(self, x: torch.Tensor, *, num_frames: int) -> torch.Tensor:
         """x (B*T, C, H, W) -> (B*T, C, H, W).

@@ -14,12 +14,14 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 import kinetoscope
-from kinetoscope.video import Video
+
+if TYPE_CHECKING:
+    from kinetoscope.video import Video
 
 MODEL_INDEX = "model_index.json"
 
@@ -38,7 +40,9 @@ def normalize_prompts(prompt: str | list[str], negative_prompt: str | list[str] 
         raise ValueError("no prompt given: pass a non-empty string or list of strings")
     for p in prompts:
         if not isinstance(p, str) or not p.strip():
-            raise ValueError(f"empty prompt {p!r}: describe the video you want, e.g. 'the digit 7 is moving up'")
+            raise ValueError(
+                f"empty prompt {p!r}: describe the video you want, e.g. 'the digit 7 is moving up'"
+            )
     if negative_prompt is None:
         negatives = [""] * len(prompts)
     elif isinstance(negative_prompt, str):
@@ -64,7 +68,9 @@ def sample_generators(
     return [torch.Generator(device="cpu").manual_seed(s) for s in seeds], seeds
 
 
-def randn(shape: tuple[int, ...], generators: list[torch.Generator], device: Any, dtype: Any) -> torch.Tensor:
+def randn(
+    shape: tuple[int, ...], generators: list[torch.Generator], device: Any, dtype: Any
+) -> torch.Tensor:
     """(B, *shape) standard normal noise, sample i from generators[i] (drawn on CPU for portability)."""
     return torch.stack([torch.randn(shape, generator=g) for g in generators]).to(device, dtype)
 

@@ -70,7 +70,12 @@ class TextToVideoPipeline:
         self.scheduler_config = dict(scheduler_config)
         self.text_encoder_name = text_encoder
         self.max_length = max_length
-        self.defaults = {"num_frames": 16, "fps": 8.0, "num_inference_steps": 15, "guidance_scale": 4.0}
+        self.defaults = {
+            "num_frames": 16,
+            "fps": 8.0,
+            "num_inference_steps": 15,
+            "guidance_scale": 4.0,
+        }
         self.defaults.update(defaults or {})
         self._text_encoder = None
 
@@ -80,10 +85,14 @@ class TextToVideoPipeline:
         directory = Path(directory)
         index = read_model_index(directory)
         if index.get("_class_name") != cls.__name__:
-            raise ValueError(f"{directory} holds a {index.get('_class_name')}, not a {cls.__name__}")
+            raise ValueError(
+                f"{directory} holds a {index.get('_class_name')}, not a {cls.__name__}"
+            )
         vae = VideoAutoencoderKL.from_pretrained(directory / "vae").to(device)
         unet = VideoUNet.from_pretrained(directory / "unet").to(device)
-        scheduler_config = json.loads((directory / "scheduler" / "scheduler_config.json").read_text())
+        scheduler_config = json.loads(
+            (directory / "scheduler" / "scheduler_config.json").read_text()
+        )
         pipe = cls(
             vae=vae,
             unet=unet,
@@ -125,7 +134,9 @@ class TextToVideoPipeline:
     @property
     def text_encoder(self):
         if self._text_encoder is None:
-            self._text_encoder = load_text_encoder(self.text_encoder_name, max_length=self.max_length)
+            self._text_encoder = load_text_encoder(
+                self.text_encoder_name, max_length=self.max_length
+            )
         return self._text_encoder
 
     def make_scheduler(self, name: str):
@@ -168,9 +179,15 @@ class TextToVideoPipeline:
             PipelineOutput whose ``frames`` holds one Video per prompt.
         """
         prompts, negatives = normalize_prompts(prompt, negative_prompt)
-        num_frames = int(num_frames or self.defaults["num_frames"])
-        steps = int(num_inference_steps or self.defaults["num_inference_steps"])
-        guidance = float(self.defaults["guidance_scale"] if guidance_scale is None else guidance_scale)
+        num_frames = int(self.defaults["num_frames"] if num_frames is None else num_frames)
+        steps = int(
+            self.defaults["num_inference_steps"]
+            if num_inference_steps is None
+            else num_inference_steps
+        )
+        guidance = float(
+            self.defaults["guidance_scale"] if guidance_scale is None else guidance_scale
+        )
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
         if steps < 1:
@@ -180,7 +197,9 @@ class TextToVideoPipeline:
         sched.set_timesteps(steps, device=self.device)
 
         batch = len(prompts)
-        generators, seeds = sample_generators(batch, seed=seed, generator=generator, device=self.device)
+        generators, seeds = sample_generators(
+            batch, seed=seed, generator=generator, device=self.device
+        )
         guided = guidance != 1.0
         texts = prompts + negatives if guided else prompts
         emb, mask = self.text_encoder.encode(texts)

@@ -194,7 +194,13 @@ def build_latent_cache(recipe: LDMRecipe, vae: VideoAutoencoderKL, path: Path) -
 
 
 def latent_batches(
-    cache: dict[str, Any], bank: CaptionBank, *, batch_size: int, frames: int | None, dropout: float, seed: int
+    cache: dict[str, Any],
+    bank: CaptionBank,
+    *,
+    batch_size: int,
+    frames: int | None,
+    dropout: float,
+    seed: int,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Infinite (latents (B, Z, T', h, w), text_emb, text_mask); T' = 1 random frame if frames is None."""
     rng = random.Random(seed)
@@ -217,31 +223,61 @@ def _budget(stage: StageConfig) -> float:
     return stage.minutes * 60.0
 
 
+def load_spatial_weights(model: torch.nn.Module, directory: Path) -> torch.nn.Module:
+    """Copy the spatial (non-temporal) weights saved by ``save_pretrained`` in ``directory``.
+
+    Stage-2 models start from the stage-1 image model with fresh temporal layers, so only the
+    spatial weights are taken; a missing or mismatched spatial weight is an error.
+    """
+    from safetensors.torch import load_file
+
+    files = sorted(Path(directory).glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no weights in {directory}; re-run the stage that writes it")
+    saved = load_file(files[0])
+    temporal = model.temporal_parameter_names()
+    spatial = {
+        k: v for k, v in saved.items() if k not in temporal and not k.startswith(tuple(temporal))
+    }
+    own = {k for k in model.state_dict() if k not in temporal}
+    if own - set(spatial):
+        raise ValueError(f"{directory} lacks spatial weights {sorted(own - set(spatial))[:5]}")
+    model.load_state_dict(spatial, strict=False)
+    return model
+
+
 def train_vae(recipe: LDMRecipe, out: Path) -> VideoAutoencoderKL:
     """Stages 1-2: image autoencoder, then the decoder's temporal layers on clips."""
-    final = out / "vae"
+    final, image_dir = out / "vae", out / "vae-image"
     if (final / "config.json").exists():
         return VideoAutoencoderKL.from_pretrained(final)
-    torch.manual_seed(recipe.seed)
-    vae = VideoAutoencoderKL(**recipe.vae)
-    stage = recipe.stage("vae")
-    kl_weight = float(stage.extra.get("kl_weight", 1e-6))
-    for p in vae.temporal_parameters():
-        p.requires_grad_(False)
-    train_loop(
-        model=vae,
-        loss_fn=lambda m, b: vae_loss(m, b, kl_weight=kl_weight),
-        batches=frame_batches(recipe, batch_size=stage.batch_size, seed=recipe.seed),
-        steps=stage.steps,
-        lr=stage.lr,
-        out_dir=out / "stage-vae",
-        time_budget_s=_budget(stage),
-    )
-    # Latent scale: unit variance for the diffusion model.
-    with torch.inference_mode():
-        frames = next(frame_batches(recipe, batch_size=256, seed=recipe.seed + 1))
-        mean, _ = vae.encode_frames(frames)
-    vae.register_to_config(scaling_factor=float(1.0 / mean.std()))
+    if (image_dir / "config.json").exists():
+        vae = VideoAutoencoderKL.from_pretrained(image_dir)
+    else:
+        torch.manual_seed(recipe.seed)
+        vae = VideoAutoencoderKL(**recipe.vae)
+        stage = recipe.stage("vae")
+        kl_weight = float(stage.extra.get("kl_weight", 1e-6))
+        for p in vae.temporal_parameters():
+            p.requires_grad_(False)
+        train_loop(
+            model=vae,
+            loss_fn=lambda m, b: vae_loss(m, b, kl_weight=kl_weight),
+            batches=frame_batches(recipe, batch_size=stage.batch_size, seed=recipe.seed),
+            steps=stage.steps,
+            lr=stage.lr,
+            out_dir=out / "stage-vae",
+            time_budget_s=_budget(stage),
+        )
+        # Latent scale: unit variance for the diffusion model.
+        with torch.inference_mode():
+            frames = next(frame_batches(recipe, batch_size=256, seed=recipe.seed + 1))
+            mean, _ = vae.encode_frames(frames)
+        vae.register_to_config(scaling_factor=float(1.0 / mean.std()))
+        vae.save_pretrained(image_dir)
+    torch.manual_seed(recipe.seed + 2)
+    fresh = VideoAutoencoderKL(**{**recipe.vae, "scaling_factor": vae.config.scaling_factor})
+    vae = load_spatial_weights(fresh, image_dir)
     vae.requires_grad_(False)
     stage = recipe.stage("vae_temporal")
     for p in vae.temporal_parameters():
@@ -255,26 +291,31 @@ def train_vae(recipe: LDMRecipe, out: Path) -> VideoAutoencoderKL:
         lr=stage.lr,
         out_dir=out / "stage-vae-temporal",
         time_budget_s=_budget(stage),
-        param_groups=[{"params": [p for p in vae.temporal_parameters() if p.dim() > 0]},
-                      {"params": [p for p in vae.temporal_parameters() if p.dim() == 0],
-                       "lr": stage.lr * float(stage.extra.get("alpha_lr_scale", 20.0))}],
+        param_groups=_temporal_groups(vae.temporal_parameters(), stage),
     )
     vae.requires_grad_(False).eval()
     vae.save_pretrained(final)
     return vae
 
 
-def _unet_stage(recipe, out, unet, scheduler, cache, bank, name: str, *, temporal: bool) -> VideoUNet:
+def _temporal_groups(params: list[torch.nn.Parameter], stage: StageConfig) -> list[dict[str, Any]]:
+    """Optimiser groups of a temporal stage: layers at the stage lr, mix logits faster."""
+    scale = float(stage.extra.get("alpha_lr_scale", 20.0))
+    return [
+        {"params": [p for p in params if p.dim() > 0]},
+        {"params": [p for p in params if p.dim() == 0], "lr": stage.lr * scale},
+    ]
+
+
+def _unet_stage(
+    recipe, out, unet, scheduler, cache, bank, name: str, *, temporal: bool
+) -> VideoUNet:
     stage = recipe.stage(name)
     if temporal:
         unet.requires_grad_(False)
         for p in unet.temporal_parameters():
             p.requires_grad_(True)
-        alphas = [p for p in unet.temporal_parameters() if p.dim() == 0]
-        groups = [
-            {"params": [p for p in unet.temporal_parameters() if p.dim() > 0]},
-            {"params": alphas, "lr": stage.lr * float(stage.extra.get("alpha_lr_scale", 20.0))},
-        ]
+        groups = _temporal_groups(unet.temporal_parameters(), stage)
     else:
         unet.requires_grad_(True)
         for p in unet.temporal_parameters():
@@ -311,9 +352,6 @@ def _unet_stage(recipe, out, unet, scheduler, cache, bank, name: str, *, tempora
 
 def train_ldm(recipe: LDMRecipe, out_dir: str | Path) -> Path:
     """Run every stage of ``recipe`` (resuming finished ones) and save the pipeline to out_dir/pipeline."""
-    from kinetoscope.pipelines.text_to_video import TextToVideoPipeline
-    from kinetoscope.text import load_text_encoder
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
@@ -323,20 +361,29 @@ def train_ldm(recipe: LDMRecipe, out_dir: str | Path) -> Path:
         cache = torch.load(cache_path, weights_only=False)
     else:
         cache = build_latent_cache(recipe, vae, cache_path)
+    from kinetoscope.text import load_text_encoder
+
     encoder = load_text_encoder(
         recipe.text_encoder, max_length=recipe.max_length, cache_dir=out / "text-cache"
     )
     bank = CaptionBank(encoder)
     scheduler = DDPMScheduler(**recipe.scheduler)
     torch.manual_seed(recipe.seed)
-    unet = VideoUNet(text_dim=encoder.dim, latent_channels=vae.config.latent_channels, **recipe.unet)
+    unet = VideoUNet(
+        text_dim=encoder.dim, latent_channels=vae.config.latent_channels, **recipe.unet
+    )
     image_dir = out / "unet-image"
-    if (image_dir / "config.json").exists():
-        unet = VideoUNet.from_pretrained(image_dir)
-    else:
+    if not (image_dir / "config.json").exists():
         unet = _unet_stage(recipe, out, unet, scheduler, cache, bank, "unet_image", temporal=False)
         unet.save_pretrained(image_dir)
+    torch.manual_seed(recipe.seed + 5)
+    unet = VideoUNet(
+        text_dim=encoder.dim, latent_channels=vae.config.latent_channels, **recipe.unet
+    )
+    unet = load_spatial_weights(unet, image_dir)
     unet = _unet_stage(recipe, out, unet, scheduler, cache, bank, "unet_temporal", temporal=True)
+    from kinetoscope.pipelines.text_to_video import TextToVideoPipeline
+
     pipe = TextToVideoPipeline(
         vae=vae,
         unet=unet,

@@ -1,0 +1,78 @@
+"""The command line: help everywhere, data commands, models, errors for people."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from kinetoscope.cli import build_parser, main
+
+COMMANDS = [
+    [],
+    ["generate"],
+    ["story"],
+    ["train"],
+    ["models"],
+    ["data"],
+    ["data", "preview"],
+    ["data", "export"],
+    ["doctor"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "root")
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: kinetoscope" in capsys.readouterr().out
+
+
+def test_runs_as_a_module():
+    result = subprocess.run(
+        [sys.executable, "-m", "kinetoscope", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and "generate" in result.stdout
+
+
+def test_data_export_and_preview(tmp_path):
+    out = tmp_path / "clips"
+    assert (
+        main(
+            ["data", "export", "shapes-1", "--split", "test", "--count", "3", "--out-dir", str(out)]
+        )
+        == 0
+    )
+    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [r["video"] for r in rows] == ["0000.mp4", "0001.mp4", "0002.mp4"]
+    assert set(rows[0]["objects"][0]) == {"color", "shape", "size", "motion"}
+    sheet = tmp_path / "sheet.png"
+    assert main(["data", "preview", "mnist-2", "-o", str(sheet), "--count", "2"]) == 0
+    assert sheet.stat().st_size > 0
+
+
+def test_generate_needs_prompt_or_file(capsys):
+    assert main(["generate", "--model", "nope"]) == 2
+    assert "PROMPT or --prompts-file" in capsys.readouterr().err
+
+
+def test_unknown_model_is_explained(capsys, tmp_path):
+    assert main(["generate", "a red circle", "--model", str(tmp_path / "missing")]) == 2
+    assert "Known models" in capsys.readouterr().err
+
+
+def test_train_rejects_unknown_recipe_keys(tmp_path, capsys):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(
+        "name: x\nworlds: [mnist-1]\nstages: {}\nvae: {}\nunet: {}\nscheduler: {}\nsampling: {}\nbogus: 1\n"
+    )
+    assert main(["train", str(recipe), "--out", str(tmp_path / "run")]) == 2
+    assert "bogus" in capsys.readouterr().err
+
+
+def test_parser_defaults():
+    args = build_parser().parse_args(["generate", "a red circle"])
+    assert args.model == "ldm-mnist" and args.seed == 0 and args.output == "out.mp4"

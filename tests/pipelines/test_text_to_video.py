@@ -1,0 +1,129 @@
+"""The Video LDM pipeline end to end on a tiny random model (2 sampling steps)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDPMScheduler
+
+from kinetoscope.autoencoders.vae import VideoAutoencoderKL
+from kinetoscope.diffusion.unet import VideoUNet
+from kinetoscope.pipelines.text_to_video import TextToVideoPipeline
+
+
+@pytest.fixture
+def pipe(fake_text_encoder):
+    torch.manual_seed(0)
+    vae = VideoAutoencoderKL(channels=(8, 16), latent_channels=4)
+    unet = VideoUNet(
+        channels=(16, 32),
+        attention_levels=(1,),
+        temporal_attention_levels=(1,),
+        num_heads=2,
+        text_dim=16,
+    )
+    with torch.no_grad():
+        unet.conv_out.weight.normal_(0, 0.2)
+    sched = DDPMScheduler(num_train_timesteps=100, beta_schedule="squaredcos_cap_v2")
+    p = TextToVideoPipeline(
+        vae=vae,
+        unet=unet,
+        scheduler_config=dict(sched.config),
+        text_encoder="fake",
+        max_length=8,
+        defaults={
+            "num_frames": 4,
+            "resolution": 16,
+            "num_inference_steps": 2,
+            "model_name": "tiny",
+        },
+    )
+    p._text_encoder = fake_text_encoder
+    return p
+
+
+def test_call_returns_videos_with_settings(pipe):
+    out = pipe(
+        ["the digit 1 is moving up", "a red circle"],
+        seed=3,
+        progress=False,
+        negative_prompt="blurry",
+    )
+    assert len(out.frames) == 2
+    video = out.frames[0]
+    assert video.frames.shape == (4, 16, 16, 3) and video.frames.dtype == np.uint8
+    assert video.metadata["seed"] == 3 and out.frames[1].metadata["seed"] == 4
+    assert video.metadata["negative_prompt"] == "blurry"
+    assert video.metadata["model"] == "tiny"
+
+
+def test_batch_is_reproducible_sample_by_sample(pipe):
+    batch = pipe(
+        ["the digit 1 is moving up", "the digit 2 is moving left"], seed=10, progress=False
+    ).frames
+    alone = pipe("the digit 2 is moving left", seed=11, progress=False).frames[0]
+    assert np.array_equal(batch[1].frames, alone.frames)
+    again = pipe("the digit 2 is moving left", seed=11, progress=False).frames[0]
+    assert np.array_equal(again.frames, alone.frames)
+
+
+@pytest.mark.parametrize("scheduler", ["dpmpp", "ddim", "euler"])
+def test_schedulers_and_callback(pipe, scheduler):
+    seen = []
+    pipe(
+        "a red circle",
+        seed=0,
+        scheduler=scheduler,
+        progress=False,
+        callback=lambda i, n, z: seen.append((i, n, z.shape)),
+    )
+    assert [s[0] for s in seen] == [0, 1] and all(s[1] == 2 for s in seen)
+    assert seen[0][2] == (1, 4, 4, 8, 8)
+
+
+def test_guidance_changes_output_and_negative_prompt_matters(pipe):
+    a = pipe("a red circle", seed=0, guidance_scale=1.0, progress=False).frames[0].frames
+    b = pipe("a red circle", seed=0, guidance_scale=5.0, progress=False).frames[0].frames
+    c = (
+        pipe("a red circle", seed=0, guidance_scale=5.0, negative_prompt="blue", progress=False)
+        .frames[0]
+        .frames
+    )
+    assert not np.array_equal(a, b) and not np.array_equal(b, c)
+
+
+def test_chunked_decoding_matches(pipe):
+    a = pipe("a red circle", seed=0, progress=False).frames[0].frames.astype(int)
+    b = (
+        pipe("a red circle", seed=0, decode_chunk_size=1, progress=False)
+        .frames[0]
+        .frames.astype(int)
+    )
+    assert np.abs(a - b).max() <= 1
+
+
+def test_bad_input_raises(pipe):
+    with pytest.raises(ValueError, match="empty prompt"):
+        pipe("  ")
+    with pytest.raises(ValueError, match="scheduler"):
+        pipe("x", scheduler="nope")
+    with pytest.raises(ValueError, match="num_frames"):
+        pipe("x", num_frames=0)
+
+
+def test_save_and_load_pretrained(pipe, tmp_path, fake_text_encoder):
+    pipe.save_pretrained(tmp_path / "model")
+    loaded = TextToVideoPipeline.from_pretrained(tmp_path / "model")
+    loaded._text_encoder = fake_text_encoder
+    a = pipe("a red circle", seed=0, progress=False).frames[0].frames
+    b = loaded("a red circle", seed=0, progress=False).frames[0].frames
+    assert np.array_equal(a, b)
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+def test_load_reports_missing_model(tmp_path):
+    import kinetoscope
+
+    with pytest.raises(FileNotFoundError, match="Known models"):
+        kinetoscope.load(tmp_path / "nothing-here")
