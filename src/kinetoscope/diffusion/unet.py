@@ -239,6 +239,8 @@ class VideoUNet(ModelMixin, ConfigMixin):
         Returns:
             (B, Z, T, h, w) predicted noise.
         """
+        # Channels-last 5-D inputs crash the CPU conv3d backward (torch 2.13); keep them dense.
+        sample = sample.contiguous()
         batch, _, num_frames, height, width = sample.shape
         levels = len(self.config.channels) - 1
         if height % (2**levels) or width % (2**levels):

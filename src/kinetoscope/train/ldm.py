@@ -207,7 +207,7 @@ def latent_batches(
     latents, wordings = cache["latents"], cache["wordings"]
     while True:
         idx = [rng.randrange(len(wordings)) for _ in range(batch_size)]
-        batch = latents[idx].float()
+        batch = latents[idx].float().contiguous()  # cached latents may be channels-last
         if frames is None:
             t = torch.tensor([rng.randrange(batch.shape[2]) for _ in idx])
             batch = batch[torch.arange(batch_size), :, t][:, :, None]  # (B, Z, 1, h, w)
