@@ -1,0 +1,586 @@
+"""Text-to-video and story inference with a masked video-token model (Phenaki, Villegas et al.
+2022, §2.3 and Fig. 3).
+
+prompt -> text encoder -> MaskGIT decoding of C-ViViT tokens (B, T', h, w) with classifier-free
+guidance -> C-ViViT decoder -> Video.
+
+Lengths. C-ViViT codes ``1 + 2k`` frames (one frame, then 2-frame tubelets). A request for an
+even number of frames generates the next valid length and drops the *last* frame (C-ViViT is
+causal, so no earlier frame depends on it): ``num_frames=16`` samples 17 frames and returns
+frames 0..15. One window covers at most ``window_frames = 1 + 2 (max_time_tokens - 1)``
+frames (17 for the shipped models); longer requests are continued window by window.
+
+Continuation (``story``, ``continue_video`` and long clips). Each window re-encodes the last
+``context_frames`` (= 1 + 2m) frames of the video so far as a fresh clip, freezes those
+1 + m token time steps as the prefix (``masked.continue_tokens``) and decodes a full window
+under the current prompt; its first ``context_frames`` frames re-create the context and are
+dropped, so a window adds ``window_frames - context_frames`` new frames and nothing is
+duplicated at a join. The context always goes through ``Video`` (uint8), so continuing a clip
+in memory and continuing the same clip read back from a lossless file give the same result:
+``story(prompts, seed=s)`` equals ``pipe(prompts[0], seed=s)`` followed by
+``continue_video(..., prompts[i], seed=s + i)`` for each later prompt.
+
+Axis legend: B batch, C channels, T frames, H/W pixels, T' token time steps, h/w token grid,
+L text tokens, D text width.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from kinetoscope.autoencoders.cvivit import CViViT
+from kinetoscope.masked import MaskedVideoTransformer, continue_tokens, maskgit_sample
+from kinetoscope.pipelines.base import (
+    AtomicDirectory,
+    PipelineOutput,
+    normalize_prompts,
+    read_model_index,
+    sample_generators,
+    write_model_index,
+)
+from kinetoscope.text import load_text_encoder
+from kinetoscope.video import Video, videos_from_tensor, videos_to_tensor
+
+logger = logging.getLogger(__name__)
+
+StepCallback = Callable[[int, int, torch.Tensor], None]
+DEFAULTS = {
+    "num_frames": 16,
+    "fps": 8.0,
+    "num_inference_steps": 12,
+    "guidance_scale": 3.0,
+    "temperature": 1.0,
+    "choice_temperature": 4.5,
+    "context_frames": 5,
+}
+
+
+def encode_text(encoder: Any, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """emb (B, L, D), mask (B, L) of ``texts``; a row with no real token (an encoder without
+    special tokens given "") gets one zero "null" token, since the transformer's cross-attention
+    needs at least one key. Training and sampling both encode through here."""
+    emb, mask = encoder.encode(list(texts))
+    empty = ~mask.bool().any(dim=1)  # (B,)
+    if empty.any():
+        emb, mask = emb.clone(), mask.bool().clone()
+        emb[empty, 0] = 0.0
+        mask[empty, 0] = True
+    return emb, mask.bool()
+
+
+def next_clip_length(num_frames: int) -> int:
+    """Smallest C-ViViT length ``1 + 2k >= num_frames``."""
+    return num_frames if num_frames % 2 == 1 else num_frames + 1
+
+
+def fit_video(video: Video, size: int) -> tuple[Video, bool]:
+    """Centre-crop ``video`` to a square and resize it to ``size`` x ``size`` (antialiased
+    bilinear). Returns (video, whether it was changed)."""
+    if (video.height, video.width) == (size, size):
+        return video, False
+    side = min(video.height, video.width)
+    if side < size:
+        logger.warning(
+            "upscaling a %dx%d video to the model's %dx%d", video.width, video.height, size, size
+        )
+    top, left = (video.height - side) // 2, (video.width - side) // 2
+    frames = video.to_tensor()[:, :, top : top + side, left : left + side]  # (C, T, S, S)
+    resized = F.interpolate(
+        frames.transpose(0, 1), size=(size, size), mode="bilinear", antialias=True
+    )  # (T, C, size, size)
+    return Video.from_tensor(resized.transpose(0, 1).clamp(-1, 1), fps=video.fps), True
+
+
+@dataclass(frozen=True)
+class _Settings:
+    steps: int
+    guidance: float
+    temperature: float
+    choice_temperature: float
+    context_frames: int
+    fps: float
+
+
+class _Progress:
+    """One tqdm bar and a global step count over every MaskGIT step of every window."""
+
+    def __init__(self, total: int, *, enabled: bool, callback: StepCallback | None) -> None:
+        self.total, self.step, self.callback = total, 0, callback
+        self.bar = tqdm(total=total, disable=not enabled, desc="decoding tokens")
+
+    def __call__(self, _step: int, _num_steps: int, tokens: torch.Tensor) -> None:
+        if self.callback is not None:
+            self.callback(self.step, self.total, tokens)
+        self.step += 1
+        self.bar.update(1)
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every window of one generation shares."""
+
+    text: dict[str, torch.Tensor | None]  # text_emb (B, L, D), text_mask, null_emb, null_mask
+    generators: list[torch.Generator]
+    settings: _Settings
+    progress: _Progress
+
+
+class PhenakiPipeline:
+    """Phenaki pipeline in the diffusers call convention, with story mode.
+
+    Args:
+        tokenizer: the C-ViViT video tokenizer.
+        transformer: the text-conditioned masked token transformer.
+        text_encoder: name or local directory of the text encoder the transformer was trained with.
+        max_length: text tokens per prompt.
+        defaults: sampling defaults (num_frames, fps, num_inference_steps, guidance_scale,
+            temperature, choice_temperature, context_frames, model_name).
+    """
+
+    family = "phenaki"
+
+    def __init__(
+        self,
+        *,
+        tokenizer: CViViT,
+        transformer: MaskedVideoTransformer,
+        text_encoder: str = "all-MiniLM-L6-v2",
+        max_length: int = 32,
+        defaults: dict[str, Any] | None = None,
+    ) -> None:
+        if tokenizer.num_codes != transformer.num_codes:
+            raise ValueError(
+                f"tokenizer has {tokenizer.num_codes} codes but the transformer predicts "
+                f"{transformer.num_codes}; build the transformer with num_codes={tokenizer.num_codes}"
+            )
+        grid = (transformer.config.height_tokens, transformer.config.width_tokens)
+        if grid != (tokenizer.grid, tokenizer.grid):
+            raise ValueError(
+                f"tokenizer makes a {tokenizer.grid}x{tokenizer.grid} token grid but the "
+                f"transformer expects {grid[0]}x{grid[1]}"
+            )
+        self.tokenizer = tokenizer.eval()
+        self.transformer = transformer.eval()
+        self.text_encoder_name = text_encoder
+        self.max_length = max_length
+        self.defaults = {**DEFAULTS, **(defaults or {})}
+        self._text_encoder = None
+
+    # ------------------------------------------------------------------ persistence
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | Path, *, device: str | torch.device = "cpu"
+    ) -> PhenakiPipeline:
+        directory = Path(directory)
+        index = read_model_index(directory)
+        if index.get("_class_name") != cls.__name__:
+            raise ValueError(
+                f"{directory} holds a {index.get('_class_name')}, not a {cls.__name__}"
+            )
+        for part in ("tokenizer", "transformer"):
+            if not (directory / part / "config.json").is_file():
+                raise FileNotFoundError(
+                    f"{directory} has no {part}/config.json; the save is incomplete, re-save it "
+                    "with save_pretrained or re-run `kinetoscope train`"
+                )
+        pipe = cls(
+            tokenizer=CViViT.from_pretrained(directory / "tokenizer").to(device),
+            transformer=MaskedVideoTransformer.from_pretrained(directory / "transformer").to(
+                device
+            ),
+            text_encoder=index["text_encoder"],
+            max_length=index["max_length"],
+            defaults=index.get("defaults"),
+        )
+        pipe.source = directory
+        return pipe
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        with AtomicDirectory(directory) as tmp:
+            self.tokenizer.save_pretrained(tmp / "tokenizer")
+            self.transformer.save_pretrained(tmp / "transformer")
+            write_model_index(
+                tmp,
+                type(self).__name__,
+                family=self.family,
+                text_encoder=self.text_encoder_name,
+                max_length=self.max_length,
+                defaults=self.defaults,
+            )
+        return Path(directory)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.transformer.parameters()).device
+
+    def to(self, device: str | torch.device) -> PhenakiPipeline:
+        self.tokenizer.to(device)
+        self.transformer.to(device)
+        return self
+
+    @property
+    def text_encoder(self):
+        if self._text_encoder is None:
+            self._text_encoder = load_text_encoder(
+                self.text_encoder_name, max_length=self.max_length
+            )
+        return self._text_encoder
+
+    @property
+    def resolution(self) -> int:
+        """Frame height = width the tokenizer works at."""
+        return int(self.tokenizer.config.image_size)
+
+    @property
+    def window_frames(self) -> int:
+        """Most frames one MaskGIT window covers: 1 + 2 (max_time_tokens - 1)."""
+        return 1 + 2 * (self.transformer.max_time_tokens - 1)
+
+    # ------------------------------------------------------------------ helpers
+    def _settings(
+        self,
+        *,
+        num_inference_steps: int | None,
+        guidance_scale: float | None,
+        temperature: float | None,
+        context_frames: int | None,
+        fps: float | None,
+    ) -> _Settings:
+        def pick(value: Any, key: str) -> Any:
+            return self.defaults[key] if value is None else value
+
+        settings = _Settings(
+            steps=int(pick(num_inference_steps, "num_inference_steps")),
+            guidance=float(pick(guidance_scale, "guidance_scale")),
+            temperature=float(pick(temperature, "temperature")),
+            choice_temperature=float(self.defaults["choice_temperature"]),
+            context_frames=int(pick(context_frames, "context_frames")),
+            fps=float(pick(fps, "fps")),
+        )
+        if settings.steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {settings.steps}")
+        if settings.temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {settings.temperature}")
+        if settings.fps <= 0:
+            raise ValueError(f"fps must be positive, got {settings.fps}")
+        ctx = settings.context_frames
+        if ctx < 1 or ctx % 2 == 0 or ctx >= self.window_frames:
+            raise ValueError(
+                f"context_frames must be 1 + 2m and below this model's window of "
+                f"{self.window_frames} frames (1, 3, ..., {self.window_frames - 2}); got {ctx}"
+            )
+        return settings
+
+    def _text(self, prompts: list[str], negatives: list[str], guided: bool) -> dict[str, Any]:
+        """maskgit_sample's text options; negatives form the unconditional branch."""
+        texts = prompts + negatives if guided else prompts
+        emb, mask = encode_text(self.text_encoder, texts)
+        expected = self.transformer.config.text_dim
+        if emb.shape[-1] != expected:
+            raise ValueError(
+                f"the text encoder gives {emb.shape[-1]}-dim embeddings but this transformer was "
+                f"trained on {expected}-dim ones from {self.text_encoder_name!r}; use that encoder"
+            )
+        emb, mask, batch = emb.to(self.device), mask.to(self.device), len(prompts)
+        null_emb, null_mask = (emb[batch:], mask[batch:]) if guided else (None, None)
+        return {
+            "text_emb": emb[:batch],
+            "text_mask": mask[:batch],
+            "null_emb": null_emb,
+            "null_mask": null_mask,
+        }
+
+    def _num_windows(self, num_frames: int, *, continuing: bool, settings: _Settings) -> int:
+        """MaskGIT windows needed for ``num_frames`` new frames."""
+        per_window = self.window_frames - settings.context_frames
+        if continuing:
+            return math.ceil(num_frames / per_window)
+        return 1 + math.ceil(max(num_frames - self.window_frames, 0) / per_window)
+
+    def _sample_window(
+        self, run: _Run, *, num_frames: int, context: torch.Tensor | None
+    ) -> torch.Tensor:
+        """One MaskGIT window of ``num_frames`` (1 + 2k) frames -> video (B, C, T, H, W) in
+        [-1, 1]; context (B, C, 1 + 2m, H, W) becomes the frozen token prefix."""
+        token_shape = self.tokenizer.tokens_shape(num_frames, self.resolution, self.resolution)
+        settings = run.settings
+        options = {
+            **run.text,
+            "token_shape": token_shape,
+            "num_steps": settings.steps,
+            "guidance_scale": settings.guidance,
+            "temperature": settings.temperature,
+            "choice_temperature": settings.choice_temperature,
+            "generator": run.generators,
+            "callback": run.progress,
+        }
+        if context is None:
+            tokens = maskgit_sample(self.transformer, **options)
+        else:
+            tokens = continue_tokens(
+                self.transformer,
+                self.tokenizer,
+                previous_video=context,
+                context_frames=context.shape[2],
+                **options,
+            )
+        return self.tokenizer.decode_indices(tokens).clamp(-1.0, 1.0)
+
+    def _generate(self, run: _Run, *, num_frames: int, history: list[Video] | None) -> list[Video]:
+        """``num_frames`` new frames per sample: a first window from scratch when ``history`` is
+        None, then continuation windows on the last ``context_frames`` of the video so far."""
+        ctx, window = run.settings.context_frames, self.window_frames
+        new: list[Video] | None = None
+        if history is None:
+            length = min(next_clip_length(num_frames), window)
+            video = self._sample_window(run, num_frames=length, context=None)
+            new = history = videos_from_tensor(video[:, :, : min(num_frames, length)])
+        while (produced := 0 if new is None else new[0].num_frames) < num_frames:
+            context = videos_to_tensor([v[-ctx:] for v in history]).to(self.device)
+            video = self._sample_window(run, num_frames=window, context=context)
+            # video (B, C, window, H, W); its frames [0, ctx) re-create the context
+            take = min(window - ctx, num_frames - produced)
+            chunk = videos_from_tensor(video[:, :, ctx : ctx + take])
+            new = chunk if new is None else [Video.concat(p) for p in zip(new, chunk, strict=True)]
+            history = [Video.concat([h[-ctx:], c]) for h, c in zip(history, chunk, strict=True)]
+        return new
+
+    def _model_name(self) -> str:
+        return str(self.defaults.get("model_name", getattr(self, "source", "")))
+
+    def _common_metadata(self, settings: _Settings) -> dict[str, Any]:
+        return {
+            "model": self._model_name(),
+            "family": self.family,
+            "steps": settings.steps,
+            "guidance_scale": settings.guidance,
+            "temperature": settings.temperature,
+            "context_frames": settings.context_frames,
+        }
+
+    # ------------------------------------------------------------------ sampling
+    @torch.inference_mode()
+    def __call__(
+        self,
+        prompt: str | list[str],
+        *,
+        num_frames: int | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        negative_prompt: str | list[str] | None = None,
+        seed: int | list[int] | None = None,
+        generator: torch.Generator | None = None,
+        temperature: float | None = None,
+        context_frames: int | None = None,
+        callback: StepCallback | None = None,
+        progress: bool = True,
+        fps: float | None = None,
+    ) -> PipelineOutput:
+        """Generate one video per prompt.
+
+        Args:
+            prompt: a prompt or a list of prompts.
+            num_frames: frames per video (default 16). An even count samples one more frame and
+                drops the last; more than ``window_frames`` continues window by window.
+            num_inference_steps: MaskGIT decoding steps per window.
+            guidance_scale: classifier-free guidance weight (1 disables guidance).
+            negative_prompt: replaces the empty prompt in the unconditional branch.
+            seed: base seed; sample i uses seed + i (or pass one seed per prompt).
+            generator: a single torch.Generator shared by the batch (instead of seed).
+            temperature: token sampling temperature (0 = greedy).
+            context_frames: frames re-encoded as the prefix of each continuation window.
+            callback: called as callback(step, total_steps, tokens (B, T', h, w)) after every
+                decoding step of every window (mask ids mark undecided tokens).
+            progress: show a progress bar.
+            fps: frame rate of the returned videos.
+        Returns:
+            PipelineOutput whose ``frames`` holds one Video per prompt.
+        """
+        prompts, negatives = normalize_prompts(prompt, negative_prompt)
+        num_frames = int(self.defaults["num_frames"] if num_frames is None else num_frames)
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        settings = self._settings(
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            temperature=temperature,
+            context_frames=context_frames,
+            fps=fps,
+        )
+        generators, seeds = sample_generators(
+            len(prompts), seed=seed, generator=generator, device=self.device
+        )
+        text = self._text(prompts, negatives, settings.guidance != 1.0)
+        windows = self._num_windows(num_frames, continuing=False, settings=settings)
+        with _Progress(settings.steps * windows, enabled=progress, callback=callback) as bar:
+            run = _Run(text, generators, settings, bar)
+            videos = self._generate(run, num_frames=num_frames, history=None)
+        for video, p, n, s in zip(videos, prompts, negatives, seeds, strict=True):
+            video.fps = settings.fps
+            video.metadata = {
+                "prompt": p,
+                "negative_prompt": n,
+                "seed": s,
+                **self._common_metadata(settings),
+                "num_frames": num_frames,
+            }
+        return PipelineOutput(frames=videos)
+
+    @torch.inference_mode()
+    def story(
+        self,
+        prompts: list[str],
+        *,
+        frames_per_prompt: int = 16,
+        context_frames: int | None = None,
+        seed: int = 0,
+        generator: torch.Generator | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        negative_prompt: str | list[str] | None = None,
+        temperature: float | None = None,
+        callback: StepCallback | None = None,
+        progress: bool = True,
+        fps: float | None = None,
+    ) -> Video:
+        """One continuous video telling ``prompts`` in order, ``frames_per_prompt`` frames each.
+
+        Segment 1 is generated from prompt 1; segment i + 1 continues the last
+        ``context_frames`` frames of the story so far (re-encoded, frozen as the token prefix)
+        under prompt i + 1 and contributes only new frames. Segment i draws its randomness from
+        ``seed + i`` (unless a ``generator`` is given). Other arguments as in ``__call__``;
+        ``negative_prompt`` may be one string or one per prompt.
+
+        Returns:
+            A Video of ``len(prompts) * frames_per_prompt`` frames whose metadata lists the
+            prompts and each segment's [start, end) frame range.
+        """
+        if isinstance(prompts, str):
+            raise ValueError(
+                "story takes a list of prompts (one per segment); use pipe(...) for one"
+            )
+        prompts, negatives = normalize_prompts(list(prompts), negative_prompt)
+        if frames_per_prompt < 1:
+            raise ValueError(f"frames_per_prompt must be >= 1, got {frames_per_prompt}")
+        settings = self._settings(
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            temperature=temperature,
+            context_frames=context_frames,
+            fps=fps,
+        )
+        if len(prompts) > 1 and frames_per_prompt < settings.context_frames:
+            raise ValueError(
+                f"frames_per_prompt={frames_per_prompt} is shorter than context_frames="
+                f"{settings.context_frames}; raise frames_per_prompt or lower context_frames"
+            )
+        windows = self._num_windows(frames_per_prompt, continuing=False, settings=settings)
+        windows += (len(prompts) - 1) * self._num_windows(
+            frames_per_prompt, continuing=True, settings=settings
+        )
+        story: Video | None = None
+        segments = []
+        with _Progress(settings.steps * windows, enabled=progress, callback=callback) as bar:
+            for i, (p, n) in enumerate(zip(prompts, negatives, strict=True)):
+                gen = torch.Generator().manual_seed(seed + i) if generator is None else generator
+                run = _Run(self._text([p], [n], settings.guidance != 1.0), [gen], settings, bar)
+                history = None if story is None else [story]
+                (segment,) = self._generate(run, num_frames=frames_per_prompt, history=history)
+                start = 0 if story is None else story.num_frames
+                story = segment if story is None else Video.concat([story, segment])
+                segments.append({"prompt": p, "start": start, "end": story.num_frames})
+        story.fps = settings.fps
+        story.metadata = {
+            "prompt": " / ".join(prompts),
+            "prompts": prompts,
+            "negative_prompts": negatives,
+            "segments": segments,
+            "seed": None if generator is not None else seed,
+            **self._common_metadata(settings),
+            "num_frames": story.num_frames,
+            "frames_per_prompt": frames_per_prompt,
+        }
+        return story
+
+    @torch.inference_mode()
+    def continue_video(
+        self,
+        video: Video,
+        prompt: str,
+        *,
+        num_frames: int = 16,
+        context_frames: int | None = None,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        negative_prompt: str | None = None,
+        temperature: float | None = None,
+        callback: StepCallback | None = None,
+        progress: bool = True,
+        fps: float | None = None,
+    ) -> Video:
+        """The ``num_frames`` frames that follow ``video`` under ``prompt``.
+
+        ``video`` (e.g. ``Video.read(path)``) is centre-cropped and resized to the model's
+        resolution when needed; its last ``context_frames`` frames become the frozen prefix.
+        Returns only the new frames (at the model's resolution), so
+        ``Video.concat([video, new])`` is the whole clip when sizes match. Other arguments as
+        in ``__call__``; fps defaults to the input's.
+        """
+        if not isinstance(video, Video):
+            raise ValueError(
+                f"continue_video takes a kinetoscope.video.Video (e.g. Video.read(path)), "
+                f"got {type(video).__name__}"
+            )
+        if not isinstance(prompt, str):
+            raise ValueError("continue_video takes one prompt string")
+        prompts, negatives = normalize_prompts(prompt, negative_prompt)
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        settings = self._settings(
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            temperature=temperature,
+            context_frames=context_frames,
+            fps=video.fps if fps is None else fps,
+        )
+        if video.num_frames < settings.context_frames:
+            raise ValueError(
+                f"the video has {video.num_frames} frame(s) but context_frames="
+                f"{settings.context_frames}; pass a longer clip or context_frames <= "
+                f"{video.num_frames - (video.num_frames + 1) % 2} (an odd number)"
+            )
+        fitted, resized = fit_video(video[-settings.context_frames :], self.resolution)
+        generators, seeds = sample_generators(1, seed=seed, generator=generator, device=self.device)
+        text = self._text(prompts, negatives, settings.guidance != 1.0)
+        windows = self._num_windows(num_frames, continuing=True, settings=settings)
+        with _Progress(settings.steps * windows, enabled=progress, callback=callback) as bar:
+            run = _Run(text, generators, settings, bar)
+            (new,) = self._generate(run, num_frames=num_frames, history=[fitted])
+        new.fps = settings.fps
+        new.metadata = {
+            "prompt": prompt,
+            "negative_prompt": negatives[0],
+            "seed": seeds[0],
+            **self._common_metadata(settings),
+            "num_frames": num_frames,
+            "continued_from": video.metadata.get("prompt"),
+            "resized_from": [video.height, video.width] if resized else None,
+        }
+        return new

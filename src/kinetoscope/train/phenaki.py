@@ -1,0 +1,411 @@
+"""Training recipe of the masked video-token family (Phenaki, Villegas et al. 2022, §2).
+
+Stages, each resumable and bounded by steps and minutes (like the Video LDM recipe):
+  1. ``tokenizer``   C-ViViT with FSQ on ``num_frames`` (1 + 2k) clips of the worlds,
+                     reconstruction L1 + L2 (§2.1; the paper adds perceptual and adversarial
+                     terms, which we leave out on CPU). Logs PSNR and codebook usage.
+  2. token cache     ``num_token_clips`` training clips encoded to tokens once (int16 on disk)
+                     with their caption wordings, so the transformer never pays for the encoder.
+  3. ``transformer`` masked-token cross-entropy (§2.2, MaskGIT masking). Classifier-free
+                     guidance: with probability ``text_dropout`` a clip's text becomes the
+                     embedding of "" (the sampler's unconditional input). Continuation: a
+                     fraction of clips (``extra.continuation_fraction``) keep their first
+                     1..``extra.max_prefix_steps`` token time steps frozen, which is what story
+                     mode feeds (re-encoded context frames, see ``masked/sampling.py``).
+The trained tokenizer is scored on the test split of every world (reconstruction PSNR and
+codebook usage, ``tokenizer_report.json``), then the pipeline is saved to ``out/pipeline``.
+
+Axis legend: B batch, C channels, T frames, H/W pixels, T' token time steps, h/w token grid.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from kinetoscope.autoencoders.cvivit import CViViT, check_num_frames
+from kinetoscope.masked import MaskedVideoTransformer, masked_token_loss
+from kinetoscope.pipelines.base import model_fingerprint
+from kinetoscope.pipelines.phenaki import PhenakiPipeline, encode_text
+from kinetoscope.text import load_text_encoder
+from kinetoscope.train.ldm import (
+    CaptionBank,
+    StageConfig,
+    _to_model_range,
+    _world_datasets,
+    clip_batches,
+)
+from kinetoscope.train.loop import atomic_save, train_loop
+
+logger = logging.getLogger(__name__)
+
+TOKEN_CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PhenakiRecipe:
+    """Everything that defines a shipped Phenaki model.
+
+    ``tokenizer`` holds CViViT options (image_size comes from ``resolution``); ``transformer``
+    holds MaskedVideoTransformer options (codebook, grid, length and text width are derived).
+    ``sampling`` becomes the pipeline's defaults. ``family`` is accepted so a recipe YAML can be
+    read directly; it must be "phenaki".
+    """
+
+    name: str
+    worlds: tuple[str, ...]
+    stages: dict[str, Any]
+    tokenizer: dict[str, Any]
+    transformer: dict[str, Any]
+    sampling: dict[str, Any]
+    seed: int = 0
+    text_encoder: str = "all-MiniLM-L6-v2"
+    max_length: int = 32
+    num_frames: int = 17
+    resolution: int = 64
+    fps: float = 8.0
+    text_dropout: float = 0.1
+    num_token_clips: int = 4000
+    family: str = "phenaki"
+
+    def __post_init__(self) -> None:
+        if self.family != "phenaki":
+            raise ValueError(f"a PhenakiRecipe needs family: phenaki, got {self.family!r}")
+        if not self.worlds:
+            raise ValueError("worlds is empty; list at least one, e.g. [mnist-1, mnist-2]")
+        check_num_frames(self.num_frames)
+        if not 0.0 <= self.text_dropout <= 1.0:
+            raise ValueError(f"text_dropout must be in [0, 1], got {self.text_dropout}")
+        if self.num_token_clips < 1:
+            raise ValueError(f"num_token_clips must be >= 1, got {self.num_token_clips}")
+        if "image_size" in self.tokenizer and self.tokenizer["image_size"] != self.resolution:
+            raise ValueError(
+                f"tokenizer.image_size={self.tokenizer['image_size']} differs from "
+                f"resolution={self.resolution}; drop tokenizer.image_size"
+            )
+
+    def stage(self, name: str) -> StageConfig:
+        from kinetoscope.config import from_dict
+
+        if name not in self.stages:
+            raise ValueError(f"recipe {self.name} has no stage '{name}'")
+        return from_dict(StageConfig, self.stages[name], where=f"stages.{name}")
+
+    @property
+    def token_steps(self) -> int:
+        """Token time steps T' of a training clip."""
+        return 1 + check_num_frames(self.num_frames)
+
+
+# ----------------------------------------------------------------------------- tokenizer
+
+
+def psnr(recon: torch.Tensor, target: torch.Tensor) -> float:
+    """PSNR in dB of videos in [-1, 1] (peak-to-peak 2)."""
+    mse = F.mse_loss(recon.clamp(-1, 1), target).item()
+    return 10.0 * math.log10(4.0 / max(mse, 1e-10))
+
+
+def tokenizer_loss(tokenizer: CViViT, clips: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """L1 + L2 reconstruction of clips (B, C, T, H, W); logs PSNR and the share of codes used."""
+    recon, indices = tokenizer(clips)
+    loss = F.l1_loss(recon, clips) + F.mse_loss(recon, clips)
+    with torch.no_grad():
+        logs = {
+            "psnr": psnr(recon, clips),
+            "usage": indices.unique().numel() / tokenizer.num_codes,
+        }
+    return loss, logs
+
+
+@torch.no_grad()
+def tokenizer_report(
+    tokenizer: CViViT,
+    worlds: Sequence[str],
+    *,
+    num_frames: int,
+    clips: int = 32,
+    split: str = "test",
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Per world: reconstruction PSNR (dB), share of the codebook used, and token perplexity
+    over ``clips`` clips of ``split``."""
+    from kinetoscope.data.worlds import WorldDataset
+
+    tokenizer.eval()
+    report = {}
+    for name in worlds:
+        dataset = WorldDataset(
+            name,
+            split=split,
+            seed=seed,
+            num_frames=num_frames,
+            resolution=tokenizer.config.image_size,
+        )
+        frames = np.stack([dataset[i].frames for i in range(clips)])  # (N, T, H, W, C)
+        video = _to_model_range(frames).transpose(1, 2)  # (N, C, T, H, W)
+        recons, counts = [], torch.zeros(tokenizer.num_codes)
+        for chunk in video.split(8):
+            recon, indices = tokenizer(chunk)
+            recons.append(recon)
+            counts += torch.bincount(indices.flatten(), minlength=tokenizer.num_codes)
+        probs = counts / counts.sum()
+        entropy = -(probs[probs > 0] * probs[probs > 0].log()).sum().item()
+        report[name] = {
+            "psnr": round(psnr(torch.cat(recons), video), 2),
+            "codebook_usage": round(float((counts > 0).float().mean()), 4),
+            "perplexity": round(math.exp(entropy), 1),
+        }
+    return report
+
+
+def train_tokenizer(recipe: PhenakiRecipe, out: Path) -> CViViT:
+    """Stage 1: C-ViViT on clips of the recipe's worlds (skipped when out/tokenizer exists)."""
+    final = out / "tokenizer"
+    if (final / "config.json").exists():
+        return CViViT.from_pretrained(final).eval()
+    torch.manual_seed(recipe.seed)
+    tokenizer = CViViT(**{**recipe.tokenizer, "image_size": recipe.resolution})
+    stage = recipe.stage("tokenizer")
+    state = train_loop(
+        model=tokenizer,
+        loss_fn=tokenizer_loss,
+        batches=clip_batches(recipe, batch_size=stage.batch_size, seed=recipe.seed),
+        steps=stage.steps,
+        lr=stage.lr,
+        out_dir=out / "stage-tokenizer",
+        ema_decay=stage.ema_decay,
+        time_budget_s=stage.minutes * 60.0,
+        **_loop_options(stage),
+    )
+    tokenizer = (state.ema if state.ema is not None else tokenizer).eval()
+    tokenizer.requires_grad_(False)
+    tokenizer.save_pretrained(final)
+    return tokenizer
+
+
+def _loop_options(stage: StageConfig) -> dict[str, int]:
+    """Logging and checkpoint cadence from ``extra`` (defaults of train_loop otherwise)."""
+    keys = ("log_every", "checkpoint_every", "warmup_steps")
+    return {k: int(stage.extra[k]) for k in keys if k in stage.extra}
+
+
+# ----------------------------------------------------------------------------- token cache
+
+
+@torch.no_grad()
+def build_token_cache(
+    recipe: PhenakiRecipe, tokenizer: CViViT, path: Path, *, fingerprint: str = ""
+) -> dict[str, Any]:
+    """Encode ``num_token_clips`` training clips once; tokens (N, T', h, w) int16 + wordings.
+
+    ``fingerprint`` names the tokenizer that made them (a cache is only reused with it)."""
+    from kinetoscope.data.worlds import caption_wordings
+
+    datasets = _world_datasets(recipe)
+    tokens, wordings = [], []
+    chunk = 16
+    tokenizer.eval()
+    for start in range(0, recipe.num_token_clips, chunk):
+        idx = range(start, min(start + chunk, recipe.num_token_clips))
+        clips = [datasets[i % len(datasets)][i // len(datasets)] for i in idx]
+        video = _to_model_range(np.stack([c.frames for c in clips])).transpose(1, 2)
+        tokens.append(tokenizer.encode(video).to(torch.int16))  # codes < 2**15
+        wordings.extend(caption_wordings(c.world, c.objects) for c in clips)
+        if start % 800 == 0:
+            logger.info("encoded %d / %d clips", start, recipe.num_token_clips)
+    cache = {
+        "version": TOKEN_CACHE_VERSION,
+        "tokenizer": fingerprint,
+        "tokens": torch.cat(tokens),
+        "wordings": wordings,
+    }
+    atomic_save(cache, path)
+    return cache
+
+
+def load_token_cache(recipe: PhenakiRecipe, out: Path, tokenizer: CViViT) -> dict[str, Any]:
+    """out/tokens.pt if it matches the recipe and the tokenizer saved in out/tokenizer, else a
+    freshly built cache."""
+    path, fingerprint = out / "tokens.pt", model_fingerprint(out / "tokenizer")
+    if path.exists():
+        cache = torch.load(path, weights_only=False)
+        expected = (
+            recipe.num_token_clips,
+            *tokenizer.tokens_shape(recipe.num_frames, recipe.resolution, recipe.resolution),
+        )
+        if (
+            cache.get("version") == TOKEN_CACHE_VERSION
+            and cache.get("tokenizer") == fingerprint
+            and tuple(cache["tokens"].shape) == expected
+        ):
+            return cache
+        logger.info("token cache %s does not match the recipe or tokenizer; rebuilding it", path)
+    return build_token_cache(recipe, tokenizer, path, fingerprint=fingerprint)
+
+
+# ----------------------------------------------------------------------------- transformer
+
+
+def token_batches(
+    cache: dict[str, Any],
+    bank: CaptionBank,
+    *,
+    batch_size: int,
+    continuation_fraction: float,
+    max_prefix_steps: int,
+    seed: int,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Infinite (tokens (B, T', h, w) long, text_emb, text_mask, frozen_prefix (B,) long).
+
+    Each clip gets a random training wording of its caption; with probability
+    ``continuation_fraction`` its first 1..max_prefix_steps time steps are frozen.
+    """
+    rng = random.Random(seed)
+    tokens, wordings = cache["tokens"], cache["wordings"]
+    while True:
+        idx = [rng.randrange(len(wordings)) for _ in range(batch_size)]
+        captions = [rng.choice(wordings[i]) for i in idx]
+        prefix = [
+            rng.randint(1, max_prefix_steps) if rng.random() < continuation_fraction else 0
+            for _ in idx
+        ]
+        emb, mask = bank(captions)
+        yield tokens[idx].long(), emb, mask, torch.tensor(prefix)
+
+
+def continuation_settings(recipe: PhenakiRecipe) -> tuple[float, int]:
+    """(continuation_fraction, max_prefix_steps) of the transformer stage, checked."""
+    extra = recipe.stage("transformer").extra
+    fraction = float(extra.get("continuation_fraction", 0.3))
+    max_prefix = int(extra.get("max_prefix_steps", recipe.token_steps // 2))
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(
+            f"stages.transformer.extra.continuation_fraction must be in [0, 1], got {fraction}"
+        )
+    if not 1 <= max_prefix < recipe.token_steps:
+        raise ValueError(
+            f"stages.transformer.extra.max_prefix_steps must be in [1, {recipe.token_steps - 1}] "
+            f"for {recipe.num_frames}-frame clips, got {max_prefix}"
+        )
+    return fraction, max_prefix
+
+
+class _NonEmptyTextEncoder:
+    """Wraps a text encoder so every row has a real token (see ``pipelines.phenaki.encode_text``)."""
+
+    def __init__(self, encoder: Any) -> None:
+        self.encoder, self.dim = encoder, encoder.dim
+
+    def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        return encode_text(self.encoder, texts)
+
+
+def train_transformer(
+    recipe: PhenakiRecipe, out: Path, tokenizer: CViViT, cache: dict[str, Any], encoder: Any
+) -> MaskedVideoTransformer:
+    """Stage 3: the masked token transformer on cached tokens (skipped when out/transformer exists)."""
+    final = out / "transformer"
+    if (final / "config.json").exists():
+        return MaskedVideoTransformer.from_pretrained(final).eval()
+    stage = recipe.stage("transformer")
+    bank = CaptionBank(_NonEmptyTextEncoder(encoder))
+    null_emb, null_mask = bank([""])  # (1, L, D), (1, L)
+    torch.manual_seed(recipe.seed + 1)
+    transformer = MaskedVideoTransformer(
+        num_codes=tokenizer.num_codes,
+        max_time_tokens=recipe.token_steps,
+        height_tokens=tokenizer.grid,
+        width_tokens=tokenizer.grid,
+        text_dim=encoder.dim,
+        **recipe.transformer,
+    )
+    fraction, max_prefix = continuation_settings(recipe)
+
+    def loss_fn(model, batch):
+        tokens, emb, mask, prefix = batch
+        return masked_token_loss(
+            model,
+            tokens,
+            emb,
+            mask,
+            null_text_emb=null_emb,
+            null_text_mask=null_mask,
+            text_dropout=recipe.text_dropout,
+            frozen_prefix=prefix,
+        )
+
+    state = train_loop(
+        model=transformer,
+        loss_fn=loss_fn,
+        batches=token_batches(
+            cache,
+            bank,
+            batch_size=stage.batch_size,
+            continuation_fraction=fraction,
+            max_prefix_steps=max_prefix,
+            seed=recipe.seed + 1,
+        ),
+        steps=stage.steps,
+        lr=stage.lr,
+        out_dir=out / "stage-transformer",
+        ema_decay=stage.ema_decay,
+        time_budget_s=stage.minutes * 60.0,
+        weight_decay=float(stage.extra.get("weight_decay", 0.0)),
+        **_loop_options(stage),
+    )
+    transformer = (state.ema if state.ema is not None else transformer).eval()
+    transformer.requires_grad_(False)
+    transformer.save_pretrained(final)
+    return transformer
+
+
+def train_phenaki(recipe: PhenakiRecipe, out_dir: str | Path) -> Path:
+    """Run every stage of ``recipe`` (resuming finished ones) and save the pipeline to
+    out_dir/pipeline."""
+    recipe.stage("tokenizer")  # fail fast on a bad recipe, before any training
+    continuation_settings(recipe)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
+    tokenizer = train_tokenizer(recipe, out)
+    report_path = out / "tokenizer_report.json"
+    if not report_path.exists():
+        report = tokenizer_report(
+            tokenizer, recipe.worlds, num_frames=recipe.num_frames, seed=recipe.seed
+        )
+        tmp = report_path.with_name(report_path.name + ".tmp")
+        tmp.write_text(json.dumps(report, indent=2))
+        os.replace(tmp, report_path)
+        for world, row in report.items():
+            logger.info("tokenizer on %s (test split): %s", world, row)
+    cache = load_token_cache(recipe, out, tokenizer)
+    encoder = load_text_encoder(
+        recipe.text_encoder, max_length=recipe.max_length, cache_dir=out / "text-cache"
+    )
+    transformer = train_transformer(recipe, out, tokenizer, cache, encoder)
+    pipe = PhenakiPipeline(
+        tokenizer=tokenizer,
+        transformer=transformer,
+        text_encoder=recipe.text_encoder,
+        max_length=recipe.max_length,
+        defaults={
+            "fps": recipe.fps,
+            "resolution": recipe.resolution,
+            "model_name": recipe.name,
+            **recipe.sampling,
+        },
+    )
+    pipe.save_pretrained(out / "pipeline")
+    return out / "pipeline"
