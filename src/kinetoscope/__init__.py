@@ -1,9 +1,9 @@
 """kinetoscope: text to video with latent video diffusion and masked video-token transformers.
 
-    >>> import kinetoscope
-    >>> pipe = kinetoscope.load("ldm-mnist")                      # doctest: +SKIP
-    >>> video = pipe("the digit 7 is moving up", seed=0).frames[0]  # doctest: +SKIP
-    >>> video.save("seven.mp4")                                    # doctest: +SKIP
+>>> import kinetoscope
+>>> pipe = kinetoscope.load("ldm-mnist")                      # doctest: +SKIP
+>>> video = pipe("the digit 7 is moving up", seed=0).frames[0]  # doctest: +SKIP
+>>> video.save("seven.mp4")                                    # doctest: +SKIP
 """
 
 from __future__ import annotations

