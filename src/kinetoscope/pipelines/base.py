@@ -128,3 +128,19 @@ def model_fingerprint(directory: str | Path) -> str:
             digest.update(path.relative_to(directory).as_posix().encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+class LazyTextEncoder:
+    """Mixin: ``text_encoder`` loads ``text_encoder_name`` on first use and keeps it."""
+
+    _text_encoder = None
+
+    @property
+    def text_encoder(self):
+        if self._text_encoder is None:
+            from kinetoscope.text import load_text_encoder
+
+            self._text_encoder = load_text_encoder(
+                self.text_encoder_name, max_length=self.max_length
+            )
+        return self._text_encoder

@@ -41,13 +41,13 @@ from kinetoscope.autoencoders.cvivit import CViViT
 from kinetoscope.masked import MaskedVideoTransformer, continue_tokens, maskgit_sample
 from kinetoscope.pipelines.base import (
     AtomicDirectory,
+    LazyTextEncoder,
     PipelineOutput,
     normalize_prompts,
     read_model_index,
     sample_generators,
     write_model_index,
 )
-from kinetoscope.text import load_text_encoder
 from kinetoscope.video import Video, videos_from_tensor, videos_to_tensor
 
 logger = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ class _Run:
     progress: _Progress
 
 
-class PhenakiPipeline:
+class PhenakiPipeline(LazyTextEncoder):
     """Phenaki pipeline in the diffusers call convention, with story mode.
 
     Args:
@@ -232,14 +232,6 @@ class PhenakiPipeline:
         self.tokenizer.to(device)
         self.transformer.to(device)
         return self
-
-    @property
-    def text_encoder(self):
-        if self._text_encoder is None:
-            self._text_encoder = load_text_encoder(
-                self.text_encoder_name, max_length=self.max_length
-            )
-        return self._text_encoder
 
     @property
     def resolution(self) -> int:

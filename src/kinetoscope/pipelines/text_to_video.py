@@ -20,6 +20,7 @@ from kinetoscope.autoencoders.vae import VideoAutoencoderKL
 from kinetoscope.diffusion.unet import VideoUNet
 from kinetoscope.pipelines.base import (
     AtomicDirectory,
+    LazyTextEncoder,
     PipelineOutput,
     normalize_prompts,
     randn,
@@ -27,7 +28,6 @@ from kinetoscope.pipelines.base import (
     sample_generators,
     write_model_index,
 )
-from kinetoscope.text import load_text_encoder
 from kinetoscope.video import videos_from_tensor
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ SCHEDULERS = {
 StepCallback = Callable[[int, int, torch.Tensor], None]
 
 
-class TextToVideoPipeline:
+class TextToVideoPipeline(LazyTextEncoder):
     """Video LDM pipeline in the diffusers call convention.
 
     Args:
@@ -130,14 +130,6 @@ class TextToVideoPipeline:
         self.vae.to(device)
         self.unet.to(device)
         return self
-
-    @property
-    def text_encoder(self):
-        if self._text_encoder is None:
-            self._text_encoder = load_text_encoder(
-                self.text_encoder_name, max_length=self.max_length
-            )
-        return self._text_encoder
 
     def make_scheduler(self, name: str):
         if name not in SCHEDULERS:
