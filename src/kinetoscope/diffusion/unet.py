@@ -48,7 +48,7 @@ class SpatialTransformer(nn.Module):
     def forward(
         self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor
     ) -> torch.Tensor:
-        """x (N, C, h, w), context (N, L, D), context_mask (N, L) -> (N, C, h, w)."""
+        """x (B*T, C, h, w), context (B, L, D), context_mask (B, L) -> (B*T, C, h, w)."""
         height, width = x.shape[-2:]
         tokens = rearrange(self.proj_in(self.norm(x)), "n c h w -> n (h w) c")
         tokens = self.block(tokens, context, context_mask=context_mask)
@@ -75,10 +75,7 @@ class TemporalTransformer(nn.Module):
         tokens = rearrange(self.norm(x), "(b t) c h w -> (b h w) t c", t=num_frames)
         frame_pos = sinusoidal_embedding(torch.arange(num_frames, device=x.device), self.channels)
         tokens = tokens + frame_pos.to(tokens.dtype)[None]
-        pixels = height * width
-        ctx = repeat(context, "b l d -> (b p) l d", p=pixels)
-        ctx_mask = repeat(context_mask, "b l -> (b p) l", p=pixels)
-        tokens = self.proj_out(self.block(tokens, ctx, context_mask=ctx_mask))
+        tokens = self.proj_out(self.block(tokens, context, context_mask=context_mask))
         out = rearrange(tokens, "(b h w) t c -> (b t) c h w", h=height, w=width)
         return x + out
 
@@ -119,9 +116,7 @@ class SpatioTemporalBlock(nn.Module):
         """x (B*T, Cin, h, w), emb (B*T, E), context (B, L, D) -> (B*T, Cout, h, w)."""
         h = self.res(x, emb)
         if self.attn is not None:
-            frame_ctx = repeat(context, "b l d -> (b t) l d", t=num_frames)
-            frame_mask = repeat(context_mask, "b l -> (b t) l", t=num_frames)
-            h = self.attn(h, frame_ctx, frame_mask)
+            h = self.attn(h, context, context_mask)  # each clip's frames share its prompt
         if not use_temporal:
             return h
         t = self.temporal_conv(h, num_frames=num_frames)

@@ -39,21 +39,31 @@ class Attention(nn.Module):
         context_mask: torch.Tensor | None = None,
         causal: bool = False,
     ) -> torch.Tensor:
-        """Attend from ``x`` (B, N, D) to ``context`` (B, M, Dc) or to itself.
+        """Attend from ``x`` (B, N, D) to ``context`` (Bc, M, Dc) or to itself.
 
-        ``context_mask`` (B, M) is True where a key is real (False = padding).
+        ``context_mask`` (Bc, M) is True where a key is real (False = padding).
         ``causal`` lets query n see keys 0..n only (self-attention).
+
+        ``context`` may be shared by groups of queries: with B = Bc * G, rows
+        ``c*G .. c*G + G-1`` of ``x`` all attend to context row ``c`` (frames of one clip,
+        or pixels of one clip, to their prompt). The G query sets are then attended as
+        one longer sequence, so keys and values are projected once per prompt rather
+        than once per frame or pixel; the result equals repeating the context G times.
         """
         source = x if context is None else context
-        q = rearrange(self.to_q(x), "b n (h e) -> b h n e", h=self.num_heads)
+        batch, tokens = x.shape[:2]
+        groups = batch // source.shape[0]
+        if groups * source.shape[0] != batch or (groups > 1 and causal):
+            raise ValueError(f"context batch {source.shape[0]} does not divide query batch {batch}")
+        q = rearrange(self.to_q(x), "(c g) n (h e) -> c h (g n) e", g=groups, h=self.num_heads)
         k, v = rearrange(
-            self.to_kv(source), "b m (two h e) -> two b h m e", two=2, h=self.num_heads
+            self.to_kv(source), "c m (two h e) -> two c h m e", two=2, h=self.num_heads
         )
         attn_mask = None
         if context_mask is not None:
-            attn_mask = rearrange(context_mask.bool(), "b m -> b 1 1 m")
+            attn_mask = rearrange(context_mask.bool(), "c m -> c 1 1 m")
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=causal)
-        return self.to_out(rearrange(out, "b h n e -> b n (h e)"))
+        return self.to_out(rearrange(out, "c h (g n) e -> (c g) n (h e)", g=groups, n=tokens))
 
 
 class FeedForward(nn.Sequential):
