@@ -20,8 +20,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGET_CLIP_SECONDS = 1.5
-TARGET_PEAK_MB = 1.5 * 1024
 
 
 def resolve_model(model: str, recipe: Path) -> tuple[str, str]:
@@ -35,28 +33,8 @@ def resolve_model(model: str, recipe: Path) -> tuple[str, str]:
     return str(recipe), f"{model} not installed: random weights with the sizes of {recipe.name}"
 
 
-def summarize(ours: dict, peer: dict) -> dict:
-    """Peer/ours ratios (above 1 = we are faster) and PASS/FAIL per target."""
-    ratios = {
-        key: peer[key] / ours[key]
-        for key in (
-            "seconds_per_step",
-            "seconds_per_clip",
-            "cpu_seconds_per_step",
-            "cpu_seconds_per_clip",
-        )
-    }
-    targets = {
-        "our time per step <= peer's": ours["seconds_per_step"] <= peer["seconds_per_step"],
-        f"default generation <= {TARGET_CLIP_SECONDS} s": ours["seconds_per_clip"]
-        <= TARGET_CLIP_SECONDS,
-        f"peak memory <= {TARGET_PEAK_MB / 1024:.1f} GB": ours["peak_rss_mb"] <= TARGET_PEAK_MB,
-    }
-    return {"ratios_peer_over_ours": ratios, "targets": targets}
-
-
 def report(results: list[dict], summary: dict, note: str) -> str:
-    from kinetoscope.eval.bench import format_table
+    from kinetoscope.eval.bench_report import format_table
 
     ours, peer = results
     match = peer["match"]
@@ -127,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from kinetoscope.eval.bench import bench_models, write_results
+    from kinetoscope.eval.bench import bench_models
+    from kinetoscope.eval.bench_report import compare, write_results
 
     model, note = resolve_model(args.model, args.recipe)
     results = bench_models(
@@ -140,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         peer=True,
     )
     results[0]["name"] = f"kinetoscope {args.model}"
-    summary = {**summarize(*results), "note": note}
+    summary = {**compare(*results), "note": note}
     print(report(results, summary, note))
     json_path, png_path = write_results(
         results, args.out, args.out.with_suffix(".png"), summary=summary

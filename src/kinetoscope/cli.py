@@ -1,4 +1,4 @@
-"""The ``kinetoscope`` command line: generate, story, train, data, models, doctor.
+"""The ``kinetoscope`` command line: generate, story, train, models, data, eval, bench, doctor.
 
 Every command has ``--help``. Heavy imports happen inside the commands so ``--help`` is fast.
 """
@@ -178,6 +178,44 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import os
+
+    from kinetoscope.eval.bench import PEER, bench_models
+    from kinetoscope.eval.bench_report import (
+        compare_all,
+        format_summary,
+        format_table,
+        write_results,
+    )
+    from kinetoscope.hub import list_models
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    names = args.models or sorted(list_models())
+    if not names:
+        print("no models to benchmark; pass a model name, saved directory or recipe YAML")
+        return 1
+    results = bench_models(
+        names,
+        num_frames=args.num_frames,
+        steps=args.steps,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        threads=args.threads,
+        peer=args.peer,
+    )
+    summaries = compare_all(results, peer_system=PEER)
+    print(format_table(results))
+    print()
+    print(format_summary(summaries))
+    out = Path(args.output)
+    json_path, png_path = write_results(
+        results, out / "bench.json", out / "bench.png", summary={"models": summaries}
+    )
+    print(f"wrote {json_path} and {png_path}")
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from kinetoscope.doctor import run_doctor
 
@@ -266,6 +304,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("-o", "--output", default="report", help="report folder")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "bench",
+        help="speed and memory of generation per model (optionally against a diffusers peer)",
+        description="Time whole generations (text, denoising, decoding) of each model in its "
+        "own subprocess: seconds per step and per clip, peak RSS. With --peer, every LDM model "
+        "is followed by diffusers' TextToVideoSDPipeline built from random components of the "
+        "same size, measured in the same run (needs diffusers, a core dependency).",
+    )
+    p.add_argument(
+        "models",
+        nargs="*",
+        help="model names, saved directories or LDM recipe YAMLs (default: every installed model)",
+    )
+    p.add_argument("--peer", action="store_true", help="also measure the size-matched peer")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    p.add_argument("--num-frames", type=int, default=None, help="frames (default: the model's)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads per system")
+    p.add_argument("--repeats", type=int, default=3, help="timed generations per system")
+    p.add_argument("--warmup", type=int, default=1, help="untimed generations first")
+    p.add_argument("-o", "--output", default="bench", help="folder for bench.json and bench.png")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("doctor", help="check torch, codecs, text encoder and models")
     p.set_defaults(func=cmd_doctor)

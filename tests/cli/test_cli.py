@@ -19,6 +19,8 @@ COMMANDS = [
     ["data"],
     ["data", "preview"],
     ["data", "export"],
+    ["eval"],
+    ["bench"],
     ["doctor"],
 ]
 
@@ -76,3 +78,43 @@ def test_train_rejects_unknown_recipe_keys(tmp_path, capsys):
 def test_parser_defaults():
     args = build_parser().parse_args(["generate", "a red circle"])
     assert args.model == "ldm-mnist" and args.seed == 0 and args.output == "out.mp4"
+
+
+def test_bench_measures_a_saved_model_and_its_peer(tmp_path, capsys):
+    import torch
+    from diffusers import DDPMScheduler
+
+    from kinetoscope.autoencoders.vae import VideoAutoencoderKL
+    from kinetoscope.diffusion.unet import VideoUNet
+    from kinetoscope.pipelines.text_to_video import TextToVideoPipeline
+
+    torch.manual_seed(0)
+    pipe = TextToVideoPipeline(
+        vae=VideoAutoencoderKL(channels=(8, 16), latent_channels=4),
+        unet=VideoUNet(
+            channels=(16, 32), attention_levels=(1,), temporal_attention_levels=(1,), num_heads=2
+        ),
+        scheduler_config=dict(DDPMScheduler(num_train_timesteps=100).config),
+        text_encoder="all-MiniLM-L6-v2",
+        max_length=8,
+        defaults={"num_frames": 2, "resolution": 16, "num_inference_steps": 2},
+    )
+    pipe.save_pretrained(tmp_path / "tiny")
+    out = tmp_path / "bench"
+    code = main(
+        ["bench", str(tmp_path / "tiny"), "--peer", "--repeats", "1", "--warmup", "0"]
+        + ["--threads", "1", "-o", str(out)]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "ratio peer/ours" in printed and "default generation <= 1.5 s" in printed
+    report = json.loads((out / "bench.json").read_text())
+    ours, peer = report["results"]
+    assert ours["system"] == "kinetoscope" and peer["system"] == "diffusers-peer"
+    assert ours["steps"] == peer["steps"] == 2 and ours["num_frames"] == 2
+    assert 0 < ours["seconds_per_step"] < ours["seconds_per_clip"]
+    assert peer["match"]["unet_params"] > 0
+    (summary,) = report["summary"]["models"]
+    ratio = summary["ratios_peer_over_ours"]["seconds_per_step"]
+    assert ratio == pytest.approx(peer["seconds_per_step"] / ours["seconds_per_step"])
+    assert (out / "bench.png").read_bytes()[:4] == b"\x89PNG"

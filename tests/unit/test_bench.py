@@ -10,7 +10,7 @@ from diffusers import DDPMScheduler
 
 from kinetoscope.autoencoders.vae import VideoAutoencoderKL
 from kinetoscope.diffusion.unet import VideoUNet
-from kinetoscope.eval import bench
+from kinetoscope.eval import bench, bench_report
 from kinetoscope.pipelines.text_to_video import TextToVideoPipeline
 
 TIMING_KEYS = (
@@ -117,7 +117,7 @@ def test_write_results_writes_json_and_plot(tmp_path):
         {"name": "ours", "seconds_per_step": 0.1, "seconds_per_clip": 2.0, "peak_rss_mb": 500.0},
         {"name": "peer", "seconds_per_step": 0.2, "seconds_per_clip": 3.5, "peak_rss_mb": 600.0},
     ]
-    json_path, png_path = bench.write_results(
+    json_path, png_path = bench_report.write_results(
         results, tmp_path / "out" / "r.json", tmp_path / "out" / "r.png"
     )
     assert json.loads(json_path.read_text()) == {"results": results, "summary": {}}
@@ -136,7 +136,7 @@ def test_format_table_lists_every_system(pipe):
         {"name": "tiny", "params": bench.pipeline_parameter_counts(pipe), **result},
         {"name": "other", **result},
     ]
-    table = bench.format_table(rows).splitlines()
+    table = bench_report.format_table(rows).splitlines()
     assert len(table) == 4 and table[2].startswith("tiny") and table[3].startswith("other")
     assert f"{bench.count_parameters(pipe.unet):,d}" in table[2]
 
@@ -205,3 +205,29 @@ def test_run_system_measures_a_peer_in_process():
 def test_bench_models_needs_names():
     with pytest.raises(ValueError, match="no model"):
         bench.bench_models([])
+
+
+def test_compare_pairs_each_model_with_its_peer():
+    def row(name, system, step, clip, mb=500.0):
+        return {
+            "name": name,
+            "system": system,
+            "seconds_per_step": step,
+            "seconds_per_clip": clip,
+            "cpu_seconds_per_step": 2 * step,
+            "cpu_seconds_per_clip": 2 * clip,
+            "peak_rss_mb": mb,
+        }
+
+    results = [
+        row("a", "kinetoscope", 0.1, 1.2),
+        row("peer of a", "peer", 0.2, 3.0),
+        row("b", "kinetoscope", 0.4, 9.0, mb=2000.0),
+    ]
+    first, second = bench_report.compare_all(results, peer_system="peer")
+    assert first["ratios_peer_over_ours"]["seconds_per_step"] == pytest.approx(2.0)
+    assert all(first["targets"].values())
+    assert "ratios_peer_over_ours" not in second  # b has no peer after it
+    assert not any(second["targets"].values())  # 9 s per clip, 2 GB
+    text = bench_report.format_summary([first, second])
+    assert "a: ratio peer/ours" in text and "FAIL  peak memory <= 1.5 GB" in text

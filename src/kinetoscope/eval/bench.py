@@ -17,11 +17,14 @@ the same text encoder inside the timed call), latent size, steps, guidance and s
 
 Usage::
 
-    from kinetoscope.eval.bench import bench_models, format_table, write_results
+    from kinetoscope.eval.bench import bench_models
+    from kinetoscope.eval.bench_report import format_table, write_results
 
     results = bench_models(["ldm-mnist"], peer=True, threads=2)
     print(format_table(results))
     write_results(results, "bench.json", "bench.png")
+
+or on the command line ``kinetoscope bench ldm-mnist --peer -o bench/``.
 """
 
 from __future__ import annotations
@@ -632,69 +635,6 @@ def bench_models(
         }
         results.append(run_in_subprocess(peer_spec, timeout_s=timeout_s))
     return results
-
-
-# ----------------------------------------------------------------------------- reporting
-
-
-def format_table(results: Sequence[dict[str, Any]]) -> str:
-    """A fixed-width text table: time per step and per clip, breakdown, memory, parameters."""
-    header = (
-        f"{'system':34s} {'s/step':>7s} {'s/clip':>7s} {'text+':>6s} {'decode':>6s} "
-        f"{'peakMB':>7s} {'UNet':>9s} {'AE':>8s}"
-    )
-    rows = [header, "-" * len(header)]
-    for r in results:
-        params = r.get("params", {})
-        rows.append(
-            f"{r['name'][:34]:34s} {r['seconds_per_step']:7.3f} {r['seconds_per_clip']:7.2f} "
-            f"{r['before_denoise_seconds']:6.2f} {r['after_denoise_seconds']:6.2f} "
-            f"{r['peak_rss_mb']:7.0f} {params.get('unet', 0):9,d} {params.get('vae', 0):8,d}"
-        )
-    return "\n".join(rows)
-
-
-def write_results(
-    results: Sequence[dict[str, Any]],
-    json_path: str | Path,
-    png_path: str | Path,
-    *,
-    summary: dict[str, Any] | None = None,
-) -> tuple[Path, Path]:
-    """Write ``{"results": [...], "summary": {...}}`` as JSON and a bar plot of seconds per
-    step, seconds per clip and peak memory per system (both files written atomically)."""
-    json_path, png_path = Path(json_path), Path(png_path)
-    for path in (json_path, png_path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = json_path.with_name(f".{json_path.name}.tmp")
-    tmp.write_text(
-        json.dumps({"results": list(results), "summary": summary or {}}, indent=2) + "\n"
-    )
-    os.replace(tmp, json_path)
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = [r["name"] for r in results]
-    panels = [
-        ("seconds_per_step", "seconds per step"),
-        ("seconds_per_clip", "seconds per clip"),
-        ("peak_rss_mb", "peak RSS (MB)"),
-    ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 0.5 * len(names) + 2))
-    for ax, (key, title) in zip(axes, panels, strict=True):
-        ax.barh(range(len(names)), [r[key] for r in results], color="tab:blue")
-        ax.set_yticks(range(len(names)), names if ax is axes[0] else [""] * len(names), fontsize=8)
-        ax.invert_yaxis()
-        ax.set_title(title)
-    fig.tight_layout()
-    tmp = png_path.with_name(f".{png_path.stem}.tmp{png_path.suffix}")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, png_path)
-    return json_path, png_path
 
 
 def main(argv: list[str] | None = None) -> int:
