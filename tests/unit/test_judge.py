@@ -191,3 +191,18 @@ def test_digit_classifier_reads_test_writers():
 def test_missing_classifier_weights_name_the_command(tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m kinetoscope.eval.digits"):
         digits.load_digit_classifier(tmp_path / "absent.safetensors")
+
+
+def test_ensemble_averages_member_probabilities(tmp_path):
+    torch.manual_seed(0)
+    members = [digits.DigitClassifier().eval() for _ in range(3)]
+    ensemble = digits.DigitEnsemble(members).eval()
+    x = torch.rand(5, 1, 28, 28)
+    with torch.no_grad():
+        mean = torch.stack([m(x).softmax(1) for m in members]).mean(0)
+        torch.testing.assert_close(ensemble(x).softmax(1), mean)
+    path = digits.save_classifier(ensemble, tmp_path / "e.safetensors", {"note": "test"})
+    loaded = digits.load_digit_classifier(path)
+    assert isinstance(loaded, digits.DigitEnsemble) and len(loaded.members) == 3
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), ensemble(x))

