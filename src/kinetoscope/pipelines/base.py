@@ -3,6 +3,8 @@
 Seeds: sample i of a batch generated with seed s uses ``torch.Generator().manual_seed(s + i)``,
 so any sample can be reproduced on its own. Text: prompts and negative prompts (or "" for
 the unconditional branch of classifier-free guidance) go through the model's text encoder.
+Save/load: a saved pipeline is a directory with ``model_index.json`` (class, family, text
+encoder, sampling defaults) and one ``save_pretrained`` folder per model component.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import os
 import random
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import torch
 
@@ -24,6 +27,9 @@ if TYPE_CHECKING:
     from kinetoscope.video import Video
 
 MODEL_INDEX = "model_index.json"
+
+# callback(step_index, num_steps, state) after every sampling step (latents or tokens).
+StepCallback = Callable[[int, int, torch.Tensor], None]
 
 
 @dataclass
@@ -52,6 +58,13 @@ def normalize_prompts(prompt: str | list[str], negative_prompt: str | list[str] 
         if len(negatives) != len(prompts):
             raise ValueError(f"{len(negatives)} negative prompts for {len(prompts)} prompts")
     return prompts, negatives
+
+
+def check_count(name: str, value: int) -> int:
+    """Return ``value`` if it is at least 1, else raise a ValueError naming argument ``name``."""
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
 
 
 def sample_generators(
@@ -144,3 +157,128 @@ class LazyTextEncoder:
                 self.text_encoder_name, max_length=self.max_length
             )
         return self._text_encoder
+
+
+class Pipeline(LazyTextEncoder):
+    """Base of the text-to-video pipelines: sampling defaults, components, save/load, metadata.
+
+    A subclass sets ``family``, its sampling ``default_options``, its model ``components``
+    (attribute name -> ``ModelMixin`` class; each is saved to a folder of that name) and the
+    ``device_component`` whose device is the pipeline's. Its constructor takes the components
+    as keyword arguments plus ``text_encoder``, ``max_length`` and ``defaults``.
+    """
+
+    family: ClassVar[str]
+    default_options: ClassVar[dict[str, Any]]
+    components: ClassVar[dict[str, Any]]
+    device_component: ClassVar[str]
+
+    def __init__(
+        self, *, text_encoder: str, max_length: int, defaults: dict[str, Any] | None
+    ) -> None:
+        self.text_encoder_name = text_encoder
+        self.max_length = max_length
+        self.defaults = {**self.default_options, **(defaults or {})}
+        self._text_encoder = None
+
+    # ------------------------------------------------------------------ persistence
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, *, device: str | torch.device = "cpu") -> Self:
+        """Load a pipeline written by ``save_pretrained``, with its components on ``device``."""
+        directory = Path(directory)
+        index = read_model_index(directory)
+        if index.get("_class_name") != cls.__name__:
+            raise ValueError(
+                f"{directory} holds a {index.get('_class_name')}, not a {cls.__name__}"
+            )
+        for part in cls.components:
+            if not (directory / part / "config.json").is_file():
+                raise FileNotFoundError(
+                    f"{directory} has no {part}/config.json; the save is incomplete, re-save it "
+                    "with save_pretrained or re-run `kinetoscope train`"
+                )
+        parts = {
+            part: model_class.from_pretrained(directory / part).to(device)
+            for part, model_class in cls.components.items()
+        }
+        pipe = cls(
+            **parts,
+            **cls._load_extras(directory),
+            text_encoder=index["text_encoder"],
+            max_length=index["max_length"],
+            defaults=index.get("defaults"),
+        )
+        pipe.source = directory
+        return pipe
+
+    @classmethod
+    def _load_extras(cls, directory: Path) -> dict[str, Any]:
+        """Constructor arguments saved beside the components by ``_save_extras`` (none here)."""
+        return {}
+
+    def _save_extras(self, directory: Path) -> None:
+        """Write what ``_load_extras`` reads back into ``directory`` (nothing here)."""
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write the pipeline to ``directory`` atomically; returns ``directory``."""
+        with AtomicDirectory(directory) as tmp:
+            for part in self.components:
+                getattr(self, part).save_pretrained(tmp / part)
+            self._save_extras(tmp)
+            write_model_index(
+                tmp,
+                type(self).__name__,
+                family=self.family,
+                text_encoder=self.text_encoder_name,
+                max_length=self.max_length,
+                defaults=self.defaults,
+            )
+        return Path(directory)
+
+    @property
+    def device(self) -> torch.device:
+        """Where ``device_component`` lives (sampling inputs are created there)."""
+        return next(getattr(self, self.device_component).parameters()).device
+
+    def to(self, device: str | torch.device) -> Self:
+        """Move every component to ``device``; returns the pipeline."""
+        for part in self.components:
+            getattr(self, part).to(device)
+        return self
+
+    # ------------------------------------------------------------------ options and output
+    def _option(self, value: Any, key: str) -> Any:
+        """``value``, or the pipeline's default ``key`` when it is None."""
+        return self.defaults[key] if value is None else value
+
+    def _count_option(self, value: int | None, key: str) -> int:
+        """``value`` (or the default ``key``) as an int, checked to be at least 1."""
+        return check_count(key, int(self._option(value, key)))
+
+    def _run_metadata(self, **settings: Any) -> dict[str, Any]:
+        """Metadata of one generation: model name, family, then ``settings`` in order."""
+        model_name = self.defaults.get("model_name", getattr(self, "source", ""))
+        return {"model": str(model_name), "family": self.family, **settings}
+
+    def _stamp(
+        self,
+        videos: list[Video],
+        prompts: list[str],
+        negatives: list[str],
+        seeds: list[int | None],
+        *,
+        fps: float,
+        **settings: Any,
+    ) -> list[Video]:
+        """Set each video's ``fps`` and metadata: its prompt, negative prompt and seed (the
+        parallel lists ``prompts``, ``negatives``, ``seeds``), then the run's ``settings`` (see
+        ``_run_metadata``). Returns ``videos``."""
+        for video, p, n, s in zip(videos, prompts, negatives, seeds, strict=True):
+            video.fps = fps
+            video.metadata = {
+                "prompt": p,
+                "negative_prompt": n,
+                "seed": s,
+                **self._run_metadata(**settings),
+            }
+        return videos

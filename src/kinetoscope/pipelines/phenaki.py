@@ -28,9 +28,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -40,19 +39,17 @@ from tqdm.auto import tqdm
 from kinetoscope.autoencoders.cvivit import CViViT
 from kinetoscope.masked import MaskedVideoTransformer, continue_tokens, maskgit_sample
 from kinetoscope.pipelines.base import (
-    AtomicDirectory,
-    LazyTextEncoder,
+    Pipeline,
     PipelineOutput,
+    StepCallback,
+    check_count,
     normalize_prompts,
-    read_model_index,
     sample_generators,
-    write_model_index,
 )
 from kinetoscope.video import Video, videos_from_tensor, videos_to_tensor
 
 logger = logging.getLogger(__name__)
 
-StepCallback = Callable[[int, int, torch.Tensor], None]
 DEFAULTS = {
     "num_frames": 16,
     "fps": 8.0,
@@ -109,6 +106,15 @@ class _Settings:
     context_frames: int
     fps: float
 
+    def metadata(self) -> dict[str, Any]:
+        """The settings every generated video records, in metadata order."""
+        return {
+            "steps": self.steps,
+            "guidance_scale": self.guidance,
+            "temperature": self.temperature,
+            "context_frames": self.context_frames,
+        }
+
 
 class _Progress:
     """One tqdm bar and a global step count over every MaskGIT step of every window."""
@@ -140,7 +146,7 @@ class _Run:
     progress: _Progress
 
 
-class PhenakiPipeline(LazyTextEncoder):
+class PhenakiPipeline(Pipeline):
     """Phenaki pipeline in the diffusers call convention, with story mode.
 
     Args:
@@ -153,6 +159,9 @@ class PhenakiPipeline(LazyTextEncoder):
     """
 
     family = "phenaki"
+    default_options = DEFAULTS
+    components = {"tokenizer": CViViT, "transformer": MaskedVideoTransformer}
+    device_component = "transformer"
 
     def __init__(
         self,
@@ -174,64 +183,9 @@ class PhenakiPipeline(LazyTextEncoder):
                 f"tokenizer makes a {tokenizer.grid}x{tokenizer.grid} token grid but the "
                 f"transformer expects {grid[0]}x{grid[1]}"
             )
+        super().__init__(text_encoder=text_encoder, max_length=max_length, defaults=defaults)
         self.tokenizer = tokenizer.eval()
         self.transformer = transformer.eval()
-        self.text_encoder_name = text_encoder
-        self.max_length = max_length
-        self.defaults = {**DEFAULTS, **(defaults or {})}
-        self._text_encoder = None
-
-    # ------------------------------------------------------------------ persistence
-    @classmethod
-    def from_pretrained(
-        cls, directory: str | Path, *, device: str | torch.device = "cpu"
-    ) -> PhenakiPipeline:
-        directory = Path(directory)
-        index = read_model_index(directory)
-        if index.get("_class_name") != cls.__name__:
-            raise ValueError(
-                f"{directory} holds a {index.get('_class_name')}, not a {cls.__name__}"
-            )
-        for part in ("tokenizer", "transformer"):
-            if not (directory / part / "config.json").is_file():
-                raise FileNotFoundError(
-                    f"{directory} has no {part}/config.json; the save is incomplete, re-save it "
-                    "with save_pretrained or re-run `kinetoscope train`"
-                )
-        pipe = cls(
-            tokenizer=CViViT.from_pretrained(directory / "tokenizer").to(device),
-            transformer=MaskedVideoTransformer.from_pretrained(directory / "transformer").to(
-                device
-            ),
-            text_encoder=index["text_encoder"],
-            max_length=index["max_length"],
-            defaults=index.get("defaults"),
-        )
-        pipe.source = directory
-        return pipe
-
-    def save_pretrained(self, directory: str | Path) -> Path:
-        with AtomicDirectory(directory) as tmp:
-            self.tokenizer.save_pretrained(tmp / "tokenizer")
-            self.transformer.save_pretrained(tmp / "transformer")
-            write_model_index(
-                tmp,
-                type(self).__name__,
-                family=self.family,
-                text_encoder=self.text_encoder_name,
-                max_length=self.max_length,
-                defaults=self.defaults,
-            )
-        return Path(directory)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.transformer.parameters()).device
-
-    def to(self, device: str | torch.device) -> PhenakiPipeline:
-        self.tokenizer.to(device)
-        self.transformer.to(device)
-        return self
 
     @property
     def resolution(self) -> int:
@@ -253,19 +207,14 @@ class PhenakiPipeline(LazyTextEncoder):
         context_frames: int | None,
         fps: float | None,
     ) -> _Settings:
-        def pick(value: Any, key: str) -> Any:
-            return self.defaults[key] if value is None else value
-
         settings = _Settings(
-            steps=int(pick(num_inference_steps, "num_inference_steps")),
-            guidance=float(pick(guidance_scale, "guidance_scale")),
-            temperature=float(pick(temperature, "temperature")),
+            steps=self._count_option(num_inference_steps, "num_inference_steps"),
+            guidance=float(self._option(guidance_scale, "guidance_scale")),
+            temperature=float(self._option(temperature, "temperature")),
             choice_temperature=float(self.defaults["choice_temperature"]),
-            context_frames=int(pick(context_frames, "context_frames")),
-            fps=float(pick(fps, "fps")),
+            context_frames=int(self._option(context_frames, "context_frames")),
+            fps=float(self._option(fps, "fps")),
         )
-        if settings.steps < 1:
-            raise ValueError(f"num_inference_steps must be >= 1, got {settings.steps}")
         if settings.temperature < 0:
             raise ValueError(f"temperature must be >= 0 (0 = greedy), got {settings.temperature}")
         if settings.fps <= 0:
@@ -352,19 +301,6 @@ class PhenakiPipeline(LazyTextEncoder):
             history = [Video.concat([h[-ctx:], c]) for h, c in zip(history, chunk, strict=True)]
         return new
 
-    def _model_name(self) -> str:
-        return str(self.defaults.get("model_name", getattr(self, "source", "")))
-
-    def _common_metadata(self, settings: _Settings) -> dict[str, Any]:
-        return {
-            "model": self._model_name(),
-            "family": self.family,
-            "steps": settings.steps,
-            "guidance_scale": settings.guidance,
-            "temperature": settings.temperature,
-            "context_frames": settings.context_frames,
-        }
-
     # ------------------------------------------------------------------ sampling
     @torch.inference_mode()
     def __call__(
@@ -404,9 +340,7 @@ class PhenakiPipeline(LazyTextEncoder):
             PipelineOutput whose ``frames`` holds one Video per prompt.
         """
         prompts, negatives = normalize_prompts(prompt, negative_prompt)
-        num_frames = int(self.defaults["num_frames"] if num_frames is None else num_frames)
-        if num_frames < 1:
-            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        num_frames = self._count_option(num_frames, "num_frames")
         settings = self._settings(
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,
@@ -422,15 +356,15 @@ class PhenakiPipeline(LazyTextEncoder):
         with _Progress(settings.steps * windows, enabled=progress, callback=callback) as bar:
             run = _Run(text, generators, settings, bar)
             videos = self._generate(run, num_frames=num_frames, history=None)
-        for video, p, n, s in zip(videos, prompts, negatives, seeds, strict=True):
-            video.fps = settings.fps
-            video.metadata = {
-                "prompt": p,
-                "negative_prompt": n,
-                "seed": s,
-                **self._common_metadata(settings),
-                "num_frames": num_frames,
-            }
+        self._stamp(
+            videos,
+            prompts,
+            negatives,
+            seeds,
+            fps=settings.fps,
+            **settings.metadata(),
+            num_frames=num_frames,
+        )
         return PipelineOutput(frames=videos)
 
     @torch.inference_mode()
@@ -467,8 +401,7 @@ class PhenakiPipeline(LazyTextEncoder):
                 "story takes a list of prompts (one per segment); use pipe(...) for one"
             )
         prompts, negatives = normalize_prompts(list(prompts), negative_prompt)
-        if frames_per_prompt < 1:
-            raise ValueError(f"frames_per_prompt must be >= 1, got {frames_per_prompt}")
+        check_count("frames_per_prompt", frames_per_prompt)
         settings = self._settings(
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,
@@ -503,7 +436,7 @@ class PhenakiPipeline(LazyTextEncoder):
             "negative_prompts": negatives,
             "segments": segments,
             "seed": None if generator is not None else seed,
-            **self._common_metadata(settings),
+            **self._run_metadata(**settings.metadata()),
             "num_frames": story.num_frames,
             "frames_per_prompt": frames_per_prompt,
         }
@@ -543,8 +476,7 @@ class PhenakiPipeline(LazyTextEncoder):
         if not isinstance(prompt, str):
             raise ValueError("continue_video takes one prompt string")
         prompts, negatives = normalize_prompts(prompt, negative_prompt)
-        if num_frames < 1:
-            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        check_count("num_frames", num_frames)
         settings = self._settings(
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,
@@ -565,14 +497,15 @@ class PhenakiPipeline(LazyTextEncoder):
         with _Progress(settings.steps * windows, enabled=progress, callback=callback) as bar:
             run = _Run(text, generators, settings, bar)
             (new,) = self._generate(run, num_frames=num_frames, history=[fitted])
-        new.fps = settings.fps
-        new.metadata = {
-            "prompt": prompt,
-            "negative_prompt": negatives[0],
-            "seed": seeds[0],
-            **self._common_metadata(settings),
-            "num_frames": num_frames,
-            "continued_from": video.metadata.get("prompt"),
-            "resized_from": [video.height, video.width] if resized else None,
-        }
+        self._stamp(
+            [new],
+            prompts,
+            negatives,
+            seeds,
+            fps=settings.fps,
+            **settings.metadata(),
+            num_frames=num_frames,
+            continued_from=video.metadata.get("prompt"),
+            resized_from=[video.height, video.width] if resized else None,
+        )
         return new

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +18,12 @@ from tqdm.auto import tqdm
 from kinetoscope.autoencoders.vae import VideoAutoencoderKL
 from kinetoscope.diffusion.unet import VideoUNet
 from kinetoscope.pipelines.base import (
-    AtomicDirectory,
-    LazyTextEncoder,
+    Pipeline,
     PipelineOutput,
+    StepCallback,
     normalize_prompts,
     randn,
-    read_model_index,
     sample_generators,
-    write_model_index,
 )
 from kinetoscope.video import videos_from_tensor
 
@@ -38,10 +35,8 @@ SCHEDULERS = {
     "euler": lambda cfg: EulerDiscreteScheduler.from_config(cfg),
 }
 
-StepCallback = Callable[[int, int, torch.Tensor], None]
 
-
-class TextToVideoPipeline(LazyTextEncoder):
+class TextToVideoPipeline(Pipeline):
     """Video LDM pipeline in the diffusers call convention.
 
     Args:
@@ -54,6 +49,14 @@ class TextToVideoPipeline(LazyTextEncoder):
     """
 
     family = "ldm"
+    default_options = {
+        "num_frames": 16,
+        "fps": 8.0,
+        "num_inference_steps": 15,
+        "guidance_scale": 4.0,
+    }
+    components = {"vae": VideoAutoencoderKL, "unet": VideoUNet}
+    device_component = "unet"
 
     def __init__(
         self,
@@ -65,71 +68,24 @@ class TextToVideoPipeline(LazyTextEncoder):
         max_length: int = 32,
         defaults: dict[str, Any] | None = None,
     ) -> None:
+        super().__init__(text_encoder=text_encoder, max_length=max_length, defaults=defaults)
         self.vae = vae.eval()
         self.unet = unet.eval()
         self.scheduler_config = dict(scheduler_config)
-        self.text_encoder_name = text_encoder
-        self.max_length = max_length
-        self.defaults = {
-            "num_frames": 16,
-            "fps": 8.0,
-            "num_inference_steps": 15,
-            "guidance_scale": 4.0,
-        }
-        self.defaults.update(defaults or {})
-        self._text_encoder = None
 
     # ------------------------------------------------------------------ persistence
     @classmethod
-    def from_pretrained(cls, directory: str | Path, *, device: str | torch.device = "cpu"):
-        directory = Path(directory)
-        index = read_model_index(directory)
-        if index.get("_class_name") != cls.__name__:
-            raise ValueError(
-                f"{directory} holds a {index.get('_class_name')}, not a {cls.__name__}"
-            )
-        vae = VideoAutoencoderKL.from_pretrained(directory / "vae").to(device)
-        unet = VideoUNet.from_pretrained(directory / "unet").to(device)
-        scheduler_config = json.loads(
-            (directory / "scheduler" / "scheduler_config.json").read_text()
+    def _load_extras(cls, directory: Path) -> dict[str, Any]:
+        """The noise schedule saved in ``scheduler/scheduler_config.json``."""
+        path = directory / "scheduler" / "scheduler_config.json"
+        return {"scheduler_config": json.loads(path.read_text())}
+
+    def _save_extras(self, directory: Path) -> None:
+        """Write the noise schedule to ``scheduler/scheduler_config.json``."""
+        (directory / "scheduler").mkdir()
+        (directory / "scheduler" / "scheduler_config.json").write_text(
+            json.dumps(self.scheduler_config, indent=2)
         )
-        pipe = cls(
-            vae=vae,
-            unet=unet,
-            scheduler_config=scheduler_config,
-            text_encoder=index["text_encoder"],
-            max_length=index["max_length"],
-            defaults=index.get("defaults"),
-        )
-        pipe.source = directory
-        return pipe
-
-    def save_pretrained(self, directory: str | Path) -> Path:
-        with AtomicDirectory(directory) as tmp:
-            self.vae.save_pretrained(tmp / "vae")
-            self.unet.save_pretrained(tmp / "unet")
-            (tmp / "scheduler").mkdir()
-            (tmp / "scheduler" / "scheduler_config.json").write_text(
-                json.dumps(self.scheduler_config, indent=2)
-            )
-            write_model_index(
-                tmp,
-                type(self).__name__,
-                family=self.family,
-                text_encoder=self.text_encoder_name,
-                max_length=self.max_length,
-                defaults=self.defaults,
-            )
-        return Path(directory)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
-
-    def to(self, device: str | torch.device) -> TextToVideoPipeline:
-        self.vae.to(device)
-        self.unet.to(device)
-        return self
 
     def make_scheduler(self, name: str):
         if name not in SCHEDULERS:
@@ -171,19 +127,9 @@ class TextToVideoPipeline(LazyTextEncoder):
             PipelineOutput whose ``frames`` holds one Video per prompt.
         """
         prompts, negatives = normalize_prompts(prompt, negative_prompt)
-        num_frames = int(self.defaults["num_frames"] if num_frames is None else num_frames)
-        steps = int(
-            self.defaults["num_inference_steps"]
-            if num_inference_steps is None
-            else num_inference_steps
-        )
-        guidance = float(
-            self.defaults["guidance_scale"] if guidance_scale is None else guidance_scale
-        )
-        if num_frames < 1:
-            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-        if steps < 1:
-            raise ValueError(f"num_inference_steps must be >= 1, got {steps}")
+        num_frames = self._count_option(num_frames, "num_frames")
+        steps = self._count_option(num_inference_steps, "num_inference_steps")
+        guidance = float(self._option(guidance_scale, "guidance_scale"))
         fps = float(fps or self.defaults["fps"])
         sched = self.make_scheduler(scheduler)
         sched.set_timesteps(steps, device=self.device)
@@ -212,22 +158,15 @@ class TextToVideoPipeline(LazyTextEncoder):
                 callback(i, steps, latents)
 
         video = self.vae.decode_chunked(latents, chunk_size=decode_chunk_size).clamp(-1.0, 1.0)
-        model_name = self.defaults.get("model_name", str(getattr(self, "source", "")))
-        metas = [
-            {
-                "prompt": p,
-                "negative_prompt": n,
-                "seed": s,
-                "model": model_name,
-                "family": self.family,
-                "steps": steps,
-                "guidance_scale": guidance,
-                "scheduler": scheduler,
-                "num_frames": num_frames,
-            }
-            for p, n, s in zip(prompts, negatives, seeds, strict=True)
-        ]
-        videos = videos_from_tensor(video, fps=fps)
-        for v, meta in zip(videos, metas, strict=True):
-            v.metadata.update(meta)
+        videos = self._stamp(
+            videos_from_tensor(video),
+            prompts,
+            negatives,
+            seeds,
+            fps=fps,
+            steps=steps,
+            guidance_scale=guidance,
+            scheduler=scheduler,
+            num_frames=num_frames,
+        )
         return PipelineOutput(frames=videos)

@@ -15,100 +15,45 @@ with probability ``text_dropout``.
 
 from __future__ import annotations
 
-import json
-import logging
 import random
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
 from kinetoscope.autoencoders.vae import VideoAutoencoderKL
 from kinetoscope.diffusion.unet import VideoUNet
-from kinetoscope.train.loop import atomic_save, train_loop
-
-logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class StageConfig:
-    """Budget and optimiser settings of one stage."""
-
-    steps: int
-    batch_size: int
-    lr: float
-    minutes: float = 30.0
-    ema_decay: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+from kinetoscope.train.loop import atomic_save
+from kinetoscope.train.recipe import (
+    CaptionBank,
+    Recipe,
+    StageConfig,
+    _world_datasets,
+    clip_batches,
+    clip_chunks,
+    save_pipeline,
+    start_run,
+    train_stage,
+)
 
 
-@dataclass(frozen=True)
-class LDMRecipe:
-    """Everything that defines a shipped latent-diffusion model."""
+@dataclass(frozen=True, kw_only=True)
+class LDMRecipe(Recipe):
+    """Everything that defines a shipped latent-diffusion model: the shared ``Recipe`` fields,
+    the VideoAutoencoderKL, VideoUNet and DDPMScheduler options, and the size of the latent
+    cache."""
 
-    name: str
-    worlds: tuple[str, ...]
-    stages: dict[str, Any]
     vae: dict[str, Any]
     unet: dict[str, Any]
     scheduler: dict[str, Any]
-    sampling: dict[str, Any]
-    seed: int = 0
-    text_encoder: str = "all-MiniLM-L6-v2"
-    max_length: int = 32
-    num_frames: int = 16
-    resolution: int = 64
-    fps: float = 8.0
-    text_dropout: float = 0.1
     num_latent_clips: int = 4000
-
-    def stage(self, name: str) -> StageConfig:
-        from kinetoscope.config import from_dict
-
-        if name not in self.stages:
-            raise ValueError(f"recipe {self.name} has no stage '{name}'")
-        return from_dict(StageConfig, self.stages[name], where=f"stages.{name}")
 
 
 # ----------------------------------------------------------------------------- data
-
-
-def _world_datasets(recipe: LDMRecipe, split: str = "train") -> list[Any]:
-    from kinetoscope.data.worlds import WorldDataset
-
-    return [
-        WorldDataset(
-            name,
-            split=split,
-            size=10**9,
-            seed=recipe.seed,
-            num_frames=recipe.num_frames,
-            resolution=recipe.resolution,
-            fps=recipe.fps,
-        )
-        for name in recipe.worlds
-    ]
-
-
-def _to_model_range(frames: np.ndarray) -> torch.Tensor:
-    """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [-1, 1] (training-side batch helper)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(frames)).float().div(127.5).sub(1.0)
-    return tensor.movedim(-1, -3)
-
-
-def clip_batches(recipe: LDMRecipe, *, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
-    """Infinite clips (B, C, T, H, W) drawn uniformly over the recipe's worlds."""
-    datasets = _world_datasets(recipe)
-    rng = random.Random(seed)
-    while True:
-        clips = [rng.choice(datasets)[rng.randrange(10**9)] for _ in range(batch_size)]
-        video = _to_model_range(np.stack([c.frames for c in clips]))  # (B, T, C, H, W)
-        yield video.transpose(1, 2).contiguous()
 
 
 def frame_batches(recipe: LDMRecipe, *, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
@@ -118,24 +63,6 @@ def frame_batches(recipe: LDMRecipe, *, batch_size: int, seed: int) -> Iterator[
         frames = clips.transpose(1, 2).flatten(0, 1)  # (B*T, C, H, W)
         pick = torch.randperm(frames.shape[0])[:batch_size]
         yield frames[pick]
-
-
-class CaptionBank:
-    """Text embeddings of every caption seen, computed once (training never re-runs the encoder)."""
-
-    def __init__(self, encoder: Any) -> None:
-        self.encoder = encoder
-        self._emb: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def __call__(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        missing = sorted({c for c in captions if c not in self._emb})
-        if missing:
-            emb, mask = self.encoder.encode(missing)
-            for i, text in enumerate(missing):
-                self._emb[text] = (emb[i].half(), mask[i])
-        emb = torch.stack([self._emb[c][0] for c in captions]).float()
-        mask = torch.stack([self._emb[c][1] for c in captions])
-        return emb, mask
 
 
 # ----------------------------------------------------------------------------- losses
@@ -173,21 +100,12 @@ def denoising_loss(unet, scheduler, latents, text_emb, text_mask, *, use_tempora
 
 def build_latent_cache(recipe: LDMRecipe, vae: VideoAutoencoderKL, path: Path) -> dict[str, Any]:
     """Encode ``num_latent_clips`` training clips once; store latents (fp16) and their wordings."""
-    from kinetoscope.data.worlds import caption_wordings
-
-    datasets = _world_datasets(recipe)
     latents, wordings = [], []
-    chunk = 16
     vae.eval()
-    for start in range(0, recipe.num_latent_clips, chunk):
-        idx = range(start, min(start + chunk, recipe.num_latent_clips))
-        clips = [datasets[i % len(datasets)][i // len(datasets)] for i in idx]
-        video = _to_model_range(np.stack([c.frames for c in clips])).transpose(1, 2)
+    for video, chunk_wordings in clip_chunks(_world_datasets(recipe), recipe.num_latent_clips):
         with torch.inference_mode():
             latents.append(vae.encode(video).half())
-        wordings.extend(caption_wordings(c.world, c.objects) for c in clips)
-        if start % 800 == 0:
-            logger.info("encoded %d / %d clips", start, recipe.num_latent_clips)
+        wordings.extend(chunk_wordings)
     cache = {"latents": torch.cat(latents), "wordings": wordings}
     atomic_save(cache, path)
     return cache
@@ -217,10 +135,6 @@ def latent_batches(
 
 
 # ----------------------------------------------------------------------------- stages
-
-
-def _budget(stage: StageConfig) -> float:
-    return stage.minutes * 60.0
 
 
 def load_spatial_weights(model: torch.nn.Module, directory: Path) -> torch.nn.Module:
@@ -260,14 +174,12 @@ def train_vae(recipe: LDMRecipe, out: Path) -> VideoAutoencoderKL:
         kl_weight = float(stage.extra.get("kl_weight", 1e-6))
         for p in vae.temporal_parameters():
             p.requires_grad_(False)
-        train_loop(
+        vae = train_stage(
+            stage,
             model=vae,
             loss_fn=lambda m, b: vae_loss(m, b, kl_weight=kl_weight),
             batches=frame_batches(recipe, batch_size=stage.batch_size, seed=recipe.seed),
-            steps=stage.steps,
-            lr=stage.lr,
             out_dir=out / "stage-vae",
-            time_budget_s=_budget(stage),
         )
         # Latent scale: unit variance for the diffusion model.
         with torch.inference_mode():
@@ -283,17 +195,14 @@ def train_vae(recipe: LDMRecipe, out: Path) -> VideoAutoencoderKL:
     for p in vae.temporal_parameters():
         p.requires_grad_(True)
     diff_weight = float(stage.extra.get("diff_weight", 1.0))
-    train_loop(
+    vae = train_stage(
+        stage,
         model=vae,
         loss_fn=lambda m, b: vae_temporal_loss(m, b, diff_weight=diff_weight),
         batches=clip_batches(recipe, batch_size=stage.batch_size, seed=recipe.seed + 2),
-        steps=stage.steps,
-        lr=stage.lr,
         out_dir=out / "stage-vae-temporal",
-        time_budget_s=_budget(stage),
         param_groups=_temporal_groups(vae.temporal_parameters(), stage),
     )
-    vae.requires_grad_(False).eval()
     vae.save_pretrained(final)
     return vae
 
@@ -327,7 +236,8 @@ def _unet_stage(
         loss = denoising_loss(model, scheduler, latents, emb, mask, use_temporal=temporal)
         return loss, {}
 
-    state = train_loop(
+    return train_stage(
+        stage,
         model=unet,
         loss_fn=loss_fn,
         batches=latent_batches(
@@ -338,23 +248,15 @@ def _unet_stage(
             dropout=recipe.text_dropout,
             seed=recipe.seed + (4 if temporal else 3),
         ),
-        steps=stage.steps,
-        lr=stage.lr,
         out_dir=out / f"stage-{name}",
         ema_decay=stage.ema_decay,
-        time_budget_s=_budget(stage),
         param_groups=groups,
     )
-    trained = state.ema if state.ema is not None else unet
-    trained.requires_grad_(False)
-    return trained
 
 
 def train_ldm(recipe: LDMRecipe, out_dir: str | Path) -> Path:
     """Run every stage of ``recipe`` (resuming finished ones) and save the pipeline to out_dir/pipeline."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
+    out = start_run(recipe, out_dir)
     vae = train_vae(recipe, out)
     cache_path = out / "latents.pt"
     if cache_path.exists():
@@ -384,18 +286,12 @@ def train_ldm(recipe: LDMRecipe, out_dir: str | Path) -> Path:
     unet = _unet_stage(recipe, out, unet, scheduler, cache, bank, "unet_temporal", temporal=True)
     from kinetoscope.pipelines.text_to_video import TextToVideoPipeline
 
-    pipe = TextToVideoPipeline(
+    return save_pipeline(
+        TextToVideoPipeline,
+        recipe,
+        out,
+        defaults={"num_frames": recipe.num_frames, "fps": recipe.fps},
         vae=vae,
         unet=unet,
         scheduler_config=dict(scheduler.config),
-        text_encoder=recipe.text_encoder,
-        max_length=recipe.max_length,
-        defaults={
-            "num_frames": recipe.num_frames,
-            "fps": recipe.fps,
-            "model_name": recipe.name,
-            **recipe.sampling,
-        },
     )
-    pipe.save_pretrained(out / "pipeline")
-    return out / "pipeline"

@@ -26,7 +26,7 @@ import math
 import os
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,43 +39,39 @@ from kinetoscope.masked import MaskedVideoTransformer, masked_token_loss
 from kinetoscope.pipelines.base import model_fingerprint
 from kinetoscope.pipelines.phenaki import PhenakiPipeline, encode_text
 from kinetoscope.text import load_text_encoder
-from kinetoscope.train.ldm import (
+from kinetoscope.train.loop import atomic_save
+from kinetoscope.train.recipe import (
     CaptionBank,
+    Recipe,
     StageConfig,
     _to_model_range,
     _world_datasets,
     clip_batches,
+    clip_chunks,
+    save_pipeline,
+    start_run,
+    train_stage,
 )
-from kinetoscope.train.loop import atomic_save, train_loop
 
 logger = logging.getLogger(__name__)
 
 TOKEN_CACHE_VERSION = 1
 
 
-@dataclass(frozen=True)
-class PhenakiRecipe:
-    """Everything that defines a shipped Phenaki model.
+@dataclass(frozen=True, kw_only=True)
+class PhenakiRecipe(Recipe):
+    """Everything that defines a shipped Phenaki model: the shared ``Recipe`` fields and the
+    options below.
 
     ``tokenizer`` holds CViViT options (image_size comes from ``resolution``); ``transformer``
     holds MaskedVideoTransformer options (codebook, grid, length and text width are derived).
-    ``sampling`` becomes the pipeline's defaults. ``family`` is accepted so a recipe YAML can be
-    read directly; it must be "phenaki".
+    ``num_frames`` defaults to 17, a length C-ViViT codes (1 + 2k). ``family`` is accepted so a
+    recipe YAML can be read directly; it must be "phenaki".
     """
 
-    name: str
-    worlds: tuple[str, ...]
-    stages: dict[str, Any]
     tokenizer: dict[str, Any]
     transformer: dict[str, Any]
-    sampling: dict[str, Any]
-    seed: int = 0
-    text_encoder: str = "all-MiniLM-L6-v2"
-    max_length: int = 32
     num_frames: int = 17
-    resolution: int = 64
-    fps: float = 8.0
-    text_dropout: float = 0.1
     num_token_clips: int = 4000
     family: str = "phenaki"
 
@@ -94,13 +90,6 @@ class PhenakiRecipe:
                 f"tokenizer.image_size={self.tokenizer['image_size']} differs from "
                 f"resolution={self.resolution}; drop tokenizer.image_size"
             )
-
-    def stage(self, name: str) -> StageConfig:
-        from kinetoscope.config import from_dict
-
-        if name not in self.stages:
-            raise ValueError(f"recipe {self.name} has no stage '{name}'")
-        return from_dict(StageConfig, self.stages[name], where=f"stages.{name}")
 
     @property
     def token_steps(self) -> int:
@@ -178,19 +167,15 @@ def train_tokenizer(recipe: PhenakiRecipe, out: Path) -> CViViT:
     torch.manual_seed(recipe.seed)
     tokenizer = CViViT(**{**recipe.tokenizer, "image_size": recipe.resolution})
     stage = recipe.stage("tokenizer")
-    state = train_loop(
+    tokenizer = train_stage(
+        stage,
         model=tokenizer,
         loss_fn=tokenizer_loss,
         batches=clip_batches(recipe, batch_size=stage.batch_size, seed=recipe.seed),
-        steps=stage.steps,
-        lr=stage.lr,
         out_dir=out / "stage-tokenizer",
         ema_decay=stage.ema_decay,
-        time_budget_s=stage.minutes * 60.0,
         **_loop_options(stage),
     )
-    tokenizer = (state.ema if state.ema is not None else tokenizer).eval()
-    tokenizer.requires_grad_(False)
     tokenizer.save_pretrained(final)
     return tokenizer
 
@@ -211,20 +196,11 @@ def build_token_cache(
     """Encode ``num_token_clips`` training clips once; tokens (N, T', h, w) int16 + wordings.
 
     ``fingerprint`` names the tokenizer that made them (a cache is only reused with it)."""
-    from kinetoscope.data.worlds import caption_wordings
-
-    datasets = _world_datasets(recipe)
     tokens, wordings = [], []
-    chunk = 16
     tokenizer.eval()
-    for start in range(0, recipe.num_token_clips, chunk):
-        idx = range(start, min(start + chunk, recipe.num_token_clips))
-        clips = [datasets[i % len(datasets)][i // len(datasets)] for i in idx]
-        video = _to_model_range(np.stack([c.frames for c in clips])).transpose(1, 2)
+    for video, chunk_wordings in clip_chunks(_world_datasets(recipe), recipe.num_token_clips):
         tokens.append(tokenizer.encode(video).to(torch.int16))  # codes < 2**15
-        wordings.extend(caption_wordings(c.world, c.objects) for c in clips)
-        if start % 800 == 0:
-            logger.info("encoded %d / %d clips", start, recipe.num_token_clips)
+        wordings.extend(chunk_wordings)
     cache = {
         "version": TOKEN_CACHE_VERSION,
         "tokenizer": fingerprint,
@@ -346,7 +322,8 @@ def train_transformer(
             frozen_prefix=prefix,
         )
 
-    state = train_loop(
+    transformer = train_stage(
+        stage,
         model=transformer,
         loss_fn=loss_fn,
         batches=token_batches(
@@ -357,16 +334,11 @@ def train_transformer(
             max_prefix_steps=max_prefix,
             seed=recipe.seed + 1,
         ),
-        steps=stage.steps,
-        lr=stage.lr,
         out_dir=out / "stage-transformer",
         ema_decay=stage.ema_decay,
-        time_budget_s=stage.minutes * 60.0,
         weight_decay=float(stage.extra.get("weight_decay", 0.0)),
         **_loop_options(stage),
     )
-    transformer = (state.ema if state.ema is not None else transformer).eval()
-    transformer.requires_grad_(False)
     transformer.save_pretrained(final)
     return transformer
 
@@ -376,9 +348,7 @@ def train_phenaki(recipe: PhenakiRecipe, out_dir: str | Path) -> Path:
     out_dir/pipeline."""
     recipe.stage("tokenizer")  # fail fast on a bad recipe, before any training
     continuation_settings(recipe)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
+    out = start_run(recipe, out_dir)
     tokenizer = train_tokenizer(recipe, out)
     report_path = out / "tokenizer_report.json"
     if not report_path.exists():
@@ -395,17 +365,11 @@ def train_phenaki(recipe: PhenakiRecipe, out_dir: str | Path) -> Path:
         recipe.text_encoder, max_length=recipe.max_length, cache_dir=out / "text-cache"
     )
     transformer = train_transformer(recipe, out, tokenizer, cache, encoder)
-    pipe = PhenakiPipeline(
+    return save_pipeline(
+        PhenakiPipeline,
+        recipe,
+        out,
+        defaults={"fps": recipe.fps, "resolution": recipe.resolution},
         tokenizer=tokenizer,
         transformer=transformer,
-        text_encoder=recipe.text_encoder,
-        max_length=recipe.max_length,
-        defaults={
-            "fps": recipe.fps,
-            "resolution": recipe.resolution,
-            "model_name": recipe.name,
-            **recipe.sampling,
-        },
     )
-    pipe.save_pretrained(out / "pipeline")
-    return out / "pipeline"
