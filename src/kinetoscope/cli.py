@@ -157,6 +157,21 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.stories:
+        from kinetoscope.eval.story import evaluate_story
+
+        if not args.world.startswith("mnist"):
+            raise ValueError("story evaluation uses the mnist world: pass --world mnist-1")
+        evaluate_story(
+            args.model,
+            stories=args.stories,
+            seed=args.seed,
+            out_dir=args.output,
+            steps=args.steps,
+            guidance=args.guidance,
+        )
+        print((Path(args.output) / "story_report.md").read_text())
+        return 0
     from kinetoscope.eval.evaluate import evaluate
 
     report = evaluate(
@@ -302,6 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--stories",
+        type=int,
+        default=0,
+        help="instead: judge N three-prompt stories (story mode, Phenaki models)",
+    )
     p.add_argument("-o", "--output", default="report", help="report folder")
     p.set_defaults(func=cmd_eval)
 
