@@ -457,8 +457,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
     if args.members:
-        members = [load_digit_classifier(p) for p in args.members]
-        reports = [json.loads(Path(p).with_suffix(".json").read_text()) for p in args.members]
+        members, reports = [], []
+        for path in args.members:  # a saved ensemble contributes each of its members
+            loaded = load_digit_classifier(path)
+            members += list(loaded.members) if isinstance(loaded, DigitEnsemble) else [loaded]
+            report = json.loads(Path(path).with_suffix(".json").read_text())
+            reports += report.get("members", [report])
     else:
         trained = [train_classifier(seed=seed, epochs=args.epochs) for seed in args.seeds]
         members, reports = [m for m, _ in trained], [r for _, r in trained]
