@@ -237,13 +237,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return run_doctor()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="kinetoscope", description="Text-to-video on your CPU (or GPU)."
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_generate_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="generate videos from text")
     p.add_argument("prompt", nargs="?", help="what the video shows")
     p.add_argument(
@@ -266,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling_options(p)
     p.set_defaults(func=cmd_generate)
 
+
+def _add_story_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "story", help="one continuous video from a sequence of prompts (phenaki models)"
     )
@@ -276,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling_options(p)
     p.set_defaults(func=cmd_story, model="phenaki-mnist")
 
+
+def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model from a recipe in configs/")
     p.add_argument("config", help="recipe YAML, e.g. configs/ldm-mnist.yaml")
     p.add_argument("--out", help="run directory (default runs/<name>); re-running resumes")
@@ -287,9 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_train)
 
+
+def _add_models_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the models you can generate with")
     p.set_defaults(func=cmd_models)
 
+
+def _add_data_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="built-in worlds: preview and export")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     q = data_sub.add_parser("preview", help="write a labelled contact sheet of a world")
@@ -307,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out-dir", required=True)
     q.set_defaults(func=cmd_data)
 
+
+def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="generate on a world's prompts, judge, and write a report")
     p.add_argument("--model", default=DEFAULT_MODEL, help="model name or saved directory")
     p.add_argument("--world", required=True, help="mnist-1, mnist-2, shapes-1 or shapes-2")
@@ -326,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="report", help="report folder")
     p.set_defaults(func=cmd_eval)
 
+
+def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
         help="speed and memory of generation per model (optionally against a diffusers peer)",
@@ -348,8 +354,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="bench", help="folder for bench.json and bench.png")
     p.set_defaults(func=cmd_bench)
 
+
+def _add_doctor_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="check torch, codecs, text encoder and models")
     p.set_defaults(func=cmd_doctor)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``kinetoscope`` parser: one sub-command per ``_add_<command>_parser``."""
+    parser = argparse.ArgumentParser(
+        prog="kinetoscope", description="Text-to-video on your CPU (or GPU)."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_generate_parser(sub)
+    _add_story_parser(sub)
+    _add_train_parser(sub)
+    _add_models_parser(sub)
+    _add_data_parser(sub)
+    _add_eval_parser(sub)
+    _add_bench_parser(sub)
+    _add_doctor_parser(sub)
     return parser
 
 

@@ -90,6 +90,36 @@ def generate_and_judge(
     return videos, verdicts, seconds
 
 
+def sampling_options(*, steps: int | None, guidance: float | None) -> dict[str, Any]:
+    """Pipeline keyword arguments for the given sampling settings (None: the model's default)."""
+    options = {"num_inference_steps": steps, "guidance_scale": guidance}
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _sampling_settings(video: Any) -> dict[str, Any]:
+    """Steps, guidance, frames and resolution a generated Video was sampled with."""
+    return {
+        "steps": video.metadata.get("steps"),
+        "guidance_scale": video.metadata.get("guidance_scale"),
+        "num_frames": video.num_frames,
+        "resolution": [video.height, video.width],
+    }
+
+
+def _sample_rows(prompts: list[tuple[str, list[dict]]], verdicts: list[Any]) -> list[dict]:
+    """One report row per sample: prompt, expected objects and the verdict."""
+    return [
+        {
+            "prompt": p,
+            "expected": e,
+            "correct": v.correct,
+            "attributes": v.attributes,
+            "reason": v.reason,
+        }
+        for (p, e), v in zip(prompts, verdicts, strict=True)
+    ]
+
+
 def evaluate(
     model: Any,
     *,
@@ -122,11 +152,7 @@ def evaluate(
     else:
         pipe, model = model, type(model).__name__
         model_hash = "in-memory"
-    sampling = {
-        k: v
-        for k, v in {"num_inference_steps": steps, "guidance_scale": guidance}.items()
-        if v is not None
-    }
+    sampling = sampling_options(steps=steps, guidance=guidance)
     prompts = eval_prompts(world, split=split, count=samples, seed=seed)
     videos, verdicts, seconds = generate_and_judge(
         pipe, prompts, world=world, seed=seed, batch_size=batch_size, sampling=sampling
@@ -142,10 +168,7 @@ def evaluate(
             "split": split,
             "samples": samples,
             "seeds": f"{seed}..{seed + samples - 1} (sample i uses seed + i)",
-            "steps": videos[0].metadata.get("steps"),
-            "guidance_scale": videos[0].metadata.get("guidance_scale"),
-            "num_frames": videos[0].num_frames,
-            "resolution": [videos[0].height, videos[0].width],
+            **_sampling_settings(videos[0]),
             "kinetoscope_version": kinetoscope.__version__,
         },
         "accuracy": _accuracy_table(verdicts),
@@ -159,16 +182,7 @@ def evaluate(
             "flicker_real": float(np.mean([flicker(c) for c in real_clips])),
         },
         "frechet": _frechet(world, split, real_clips, [v.frames for v in videos], seed),
-        "samples": [
-            {
-                "prompt": p,
-                "expected": e,
-                "correct": v.correct,
-                "attributes": v.attributes,
-                "reason": v.reason,
-            }
-            for (p, e), v in zip(prompts, verdicts, strict=True)
-        ],
+        "samples": _sample_rows(prompts, verdicts),
     }
     _write_json(out / "report.json", report)
     confusion_plot(prompts, verdicts, world=world, path=out / "confusion.png")

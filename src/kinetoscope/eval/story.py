@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from kinetoscope.eval.evaluate import wilson_interval
+from kinetoscope.eval.evaluate import sampling_options, wilson_interval
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +75,45 @@ def _rate(hits: list[bool]) -> dict[str, Any]:
     return {"accuracy": sum(hits) / max(len(hits), 1), "ci95": [low, high], "n": len(hits)}
 
 
+def _judge_segments(
+    judge: Any, video: Any, story: list[tuple[str, list[dict]]]
+) -> tuple[list[Any], list[int | None]]:
+    """Each segment of a told story judged against its own prompt: (verdicts, digits read)."""
+    verdicts, digits = [], []
+    for span, (_, expected) in zip(video.metadata["segments"], story, strict=True):
+        frames = video.frames[span["start"] : span["end"]]
+        verdict = judge.judge(frames, expected, world="mnist")
+        verdicts.append(verdict)
+        seen = verdict.objects[0].get("observed") if verdict.objects else None
+        digits.append(seen.get("digit") if seen else None)
+    return verdicts, digits
+
+
+def _protocol(
+    model: Any,
+    *,
+    stories: int,
+    segments: int,
+    frames_per_prompt: int,
+    seed: int,
+    metadata: dict[str, Any],
+) -> dict[str, Any]:
+    """The report's protocol section; ``metadata`` of a told story gives the sampling settings."""
+    import kinetoscope
+
+    return {
+        "model": str(model),
+        "stories": stories,
+        "segments": segments,
+        "frames_per_prompt": frames_per_prompt,
+        "seeds": f"{seed}..{seed + stories - 1} (story i uses seed + i, segment j seed + i + j)",
+        "context_frames": metadata.get("context_frames"),
+        "steps": metadata.get("steps"),
+        "guidance_scale": metadata.get("guidance_scale"),
+        "kinetoscope_version": kinetoscope.__version__,
+    }
+
+
 def evaluate_story(
     model: Any,
     *,
@@ -96,11 +135,7 @@ def evaluate_story(
     judge = load_judge()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sampling = {
-        k: v
-        for k, v in {"num_inference_steps": steps, "guidance_scale": guidance}.items()
-        if v is not None
-    }
+    sampling = sampling_options(steps=steps, guidance=guidance)
     segment_hits, identity_hits, joins, inside, seconds, rows, sheets = [], [], [], [], [], [], []
     for index, story in enumerate(story_prompts(stories, segments=segments, seed=seed)):
         began = time.perf_counter()
@@ -113,13 +148,7 @@ def evaluate_story(
         )
         seconds.append(time.perf_counter() - began)
         spans = video.metadata["segments"]
-        verdicts, digits = [], []
-        for span, (_, expected) in zip(spans, story, strict=True):
-            frames = video.frames[span["start"] : span["end"]]
-            verdict = judge.judge(frames, expected, world="mnist")
-            verdicts.append(verdict)
-            seen = verdict.objects[0].get("observed") if verdict.objects else None
-            digits.append(seen.get("digit") if seen else None)
+        verdicts, digits = _judge_segments(judge, video, story)
         segment_hits += [v.correct for v in verdicts]
         wanted = story[0][1][0]["digit"]
         identity_hits.append(all(d == wanted for d in digits))
@@ -139,17 +168,14 @@ def evaluate_story(
             sheets.append([video.frames[s["start"]] for s in spans])
         logger.info("story %d / %d", index + 1, stories)
     report = {
-        "protocol": {
-            "model": str(model),
-            "stories": stories,
-            "segments": segments,
-            "frames_per_prompt": frames_per_prompt,
-            "seeds": f"{seed}..{seed + stories - 1} (story i uses seed + i, segment j seed + i + j)",
-            "context_frames": video.metadata.get("context_frames"),
-            "steps": video.metadata.get("steps"),
-            "guidance_scale": video.metadata.get("guidance_scale"),
-            "kinetoscope_version": kinetoscope.__version__,
-        },
+        "protocol": _protocol(
+            model,
+            stories=stories,
+            segments=segments,
+            frames_per_prompt=frames_per_prompt,
+            seed=seed,
+            metadata=video.metadata,
+        ),
         "segment_accuracy": _rate(segment_hits),
         "identity_kept": _rate(identity_hits),
         "joins": {

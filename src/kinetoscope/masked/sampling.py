@@ -128,6 +128,45 @@ def _initial_tokens(
     return tokens
 
 
+def _sample_with_confidence(
+    logits: torch.Tensor, *, temperature: float, generator: Generators, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A token per position (B, N) from logits (B, N, K) and its log-probability (B, N).
+
+    Gumbel-max sampling at ``temperature`` (0 = argmax); the noise comes from ``generator``.
+    """
+    if temperature > 0:
+        noise = _gumbel(_uniform(tuple(logits.shape[1:]), logits.shape[0], generator, device))
+        sampled = (logits / temperature + noise).argmax(dim=-1)  # (B, N)
+    else:
+        sampled = logits.argmax(dim=-1)
+    confidence = logits.log_softmax(dim=-1).gather(-1, sampled[..., None])[..., 0]  # (B, N)
+    return sampled, confidence
+
+
+def _remask_least_confident(
+    tokens: torch.Tensor,
+    sampled: torch.Tensor,
+    confidence: torch.Tensor,
+    is_masked: torch.Tensor,
+    *,
+    num_masked: int,
+    mask_id: int,
+) -> torch.Tensor:
+    """Tokens (B, N) after one step: the samples, with the least confident re-masked.
+
+    Only masked positions (``is_masked``) take new samples; per row, ``num_masked`` of them stay
+    masked, but at least one is fixed.
+    """
+    sampled = torch.where(is_masked, sampled, tokens)
+    confidence = torch.where(is_masked, confidence, torch.full_like(confidence, math.inf))
+    keep_masked = (is_masked.sum(dim=1) - 1).clamp(min=0).clamp(max=num_masked)  # (B,)
+    ranks = confidence.argsort(dim=1, stable=True).argsort(
+        dim=1, stable=True
+    )  # (B, N) 0 = least confident
+    return torch.where(ranks < keep_masked[:, None], torch.full_like(sampled, mask_id), sampled)
+
+
 @torch.no_grad()
 def maskgit_sample(
     model: nn.Module,
@@ -186,27 +225,18 @@ def maskgit_sample(
             null_mask=null_mask,
             guidance_scale=guidance_scale,
         ).float()  # (B, N, K)
-        if temperature > 0:
-            noise = _gumbel(_uniform(tuple(logits.shape[1:]), batch, generator, device))
-            sampled = (logits / temperature + noise).argmax(dim=-1)  # (B, N)
-        else:
-            sampled = logits.argmax(dim=-1)
-        confidence = logits.log_softmax(dim=-1).gather(-1, sampled[..., None])[..., 0]  # (B, N)
+        sampled, confidence = _sample_with_confidence(
+            logits, temperature=temperature, generator=generator, device=device
+        )
         choice_scale = choice_temperature * (1.0 - (step + 1) / num_steps)
         if choice_scale > 0:
             confidence = confidence + choice_scale * _gumbel(
                 _uniform((tokens.shape[1],), batch, generator, device)
             )
-        sampled = torch.where(is_masked, sampled, tokens)
-        confidence = torch.where(is_masked, confidence, torch.full_like(confidence, math.inf))
         # How many stay masked after this step: cosine schedule, but fix >= 1 new token.
         target = math.floor(num_unknown * math.cos(math.pi / 2 * (step + 1) / num_steps))
-        keep_masked = (is_masked.sum(dim=1) - 1).clamp(min=0).clamp(max=target)  # (B,)
-        ranks = confidence.argsort(dim=1, stable=True).argsort(
-            dim=1, stable=True
-        )  # (B, N) 0 = least confident
-        tokens = torch.where(
-            ranks < keep_masked[:, None], torch.full_like(sampled, mask_id), sampled
+        tokens = _remask_least_confident(
+            tokens, sampled, confidence, is_masked, num_masked=target, mask_id=mask_id
         )
         if callback is not None:
             callback(

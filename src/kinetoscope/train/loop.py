@@ -52,6 +52,95 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
             ema_p.lerp_(p.detach(), 1.0 - decay)
 
 
+def _load_checkpoint(
+    path: Path,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    ema: nn.Module | None,
+    state: TrainState,
+) -> None:
+    """Resume from ``path``: weights, optimiser, EMA, step, seconds and the torch RNG state."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    if ema is not None and ckpt.get("ema") is not None:
+        ema.load_state_dict(ckpt["ema"])
+    state.step, state.seconds = ckpt["step"], ckpt["seconds"]
+    torch.set_rng_state(ckpt["rng"])
+    logger.info("resumed from %s at step %d", path, state.step)
+
+
+def _save_checkpoint(
+    path: Path,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    ema: nn.Module | None,
+    state: TrainState,
+) -> None:
+    """Everything ``_load_checkpoint`` restores, written atomically to ``path``."""
+    atomic_save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "ema": ema.state_dict() if ema is not None else None,
+            "step": state.step,
+            "seconds": state.seconds,
+            "rng": torch.get_rng_state(),
+        },
+        path,
+    )
+
+
+def _set_learning_rates(
+    optimizer: torch.optim.Optimizer,
+    base_lrs: list[float],
+    *,
+    step: int,
+    steps: int,
+    warmup_steps: int,
+    elapsed_s: float,
+    time_budget_s: float | None,
+) -> None:
+    """Set each group's lr to its base lr x linear warm-up x cosine decay (floored at 0.05)."""
+    warm = min(1.0, (step + 1) / max(warmup_steps, 1))
+    # Cosine decay over whichever budget (steps or wall clock) runs out first.
+    progress = step / steps
+    if time_budget_s:
+        progress = max(progress, elapsed_s / time_budget_s)
+    decay = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+        group["lr"] = base * warm * max(decay, 0.05)
+
+
+def _backward_and_step(
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    *,
+    groups: list[dict[str, Any]],
+    grad_clip: float,
+) -> None:
+    """One optimiser step on ``loss``, gradients clipped to norm ``grad_clip`` (0: no clipping)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], grad_clip)
+    optimizer.step()
+
+
+def _log_averages(state: TrainState, running: dict[str, float], log_every: int) -> None:
+    """Append the means of the last ``log_every`` steps' values to the history and log them."""
+    averaged = {k: v / log_every for k, v in running.items()}
+    state.history.append({"step": state.step, "seconds": state.seconds, **averaged})
+    logger.info(
+        "step %d  %.0fs  %s",
+        state.step,
+        state.seconds,
+        "  ".join(f"{k}={v:.4f}" for k, v in averaged.items()),
+    )
+
+
 def train_loop(
     *,
     model: nn.Module,
@@ -87,29 +176,9 @@ def train_loop(
     base_lrs = [g.get("lr", lr) for g in optimizer.param_groups]
     ema = copy.deepcopy(model).eval().requires_grad_(False) if ema_decay else None
     state = TrainState(ema=ema)
+    parts = {"model": model, "optimizer": optimizer, "ema": ema, "state": state}
     if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if ema is not None and ckpt.get("ema") is not None:
-            ema.load_state_dict(ckpt["ema"])
-        state.step, state.seconds = ckpt["step"], ckpt["seconds"]
-        torch.set_rng_state(ckpt["rng"])
-        logger.info("resumed from %s at step %d", ckpt_path, state.step)
-
-    def save() -> None:
-        atomic_save(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "ema": ema.state_dict() if ema is not None else None,
-                "step": state.step,
-                "seconds": state.seconds,
-                "rng": torch.get_rng_state(),
-            },
-            ckpt_path,
-        )
-
+        _load_checkpoint(ckpt_path, **parts)
     model.train()
     started = time.perf_counter() - state.seconds
     running: dict[str, float] = {}
@@ -117,26 +186,23 @@ def train_loop(
         if time_budget_s is not None and time.perf_counter() - started > time_budget_s:
             logger.info("time budget of %.0f s reached at step %d", time_budget_s, state.step)
             break
-        warm = min(1.0, (state.step + 1) / max(warmup_steps, 1))
-        # Cosine decay over whichever budget (steps or wall clock) runs out first.
-        progress = state.step / steps
-        if time_budget_s:
-            progress = max(progress, (time.perf_counter() - started) / time_budget_s)
-        decay = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-        for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
-            group["lr"] = base * warm * max(decay, 0.05)
+        _set_learning_rates(
+            optimizer,
+            base_lrs,
+            step=state.step,
+            steps=steps,
+            warmup_steps=warmup_steps,
+            elapsed_s=time.perf_counter() - started,
+            time_budget_s=time_budget_s,
+        )
         loss, logs = loss_fn(model, next(batches))
         if not torch.isfinite(loss):
-            save()
+            _save_checkpoint(ckpt_path, **parts)
             raise FloatingPointError(
                 f"loss became {loss.item()} at step {state.step}; checkpoint kept at {ckpt_path}. "
                 "Lower the learning rate or check the data."
             )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], grad_clip)
-        optimizer.step()
+        _backward_and_step(loss, optimizer, groups=groups, grad_clip=grad_clip)
         if ema is not None:
             ema_update(ema, model, ema_decay if state.step > warmup_steps else 0.0)
         state.step += 1
@@ -144,19 +210,12 @@ def train_loop(
             running[key] = running.get(key, 0.0) + value
         if state.step % log_every == 0:
             state.seconds = time.perf_counter() - started
-            averaged = {k: v / log_every for k, v in running.items()}
-            state.history.append({"step": state.step, "seconds": state.seconds, **averaged})
-            logger.info(
-                "step %d  %.0fs  %s",
-                state.step,
-                state.seconds,
-                "  ".join(f"{k}={v:.4f}" for k, v in averaged.items()),
-            )
+            _log_averages(state, running, log_every)
             running = {}
         if state.step % checkpoint_every == 0:
             state.seconds = time.perf_counter() - started
-            save()
+            _save_checkpoint(ckpt_path, **parts)
     state.seconds = time.perf_counter() - started
-    save()
+    _save_checkpoint(ckpt_path, **parts)
     model.eval()
     return state
