@@ -35,6 +35,64 @@ def test_vae_shapes_and_downscale():
     assert vae.decode(latents).shape == video.shape
 
 
+def test_latent_shift_and_scale_are_inverted_by_decode():
+    torch.manual_seed(0)
+    plain = VideoAutoencoderKL(**TINY_VAE).eval()
+    shifted = VideoAutoencoderKL(**TINY_VAE, scaling_factor=2.0, latent_shift=(0.5, -1, 0, 3))
+    shifted.load_state_dict(plain.state_dict())
+    video = torch.rand(1, 3, 2, 32, 32) * 2 - 1
+    with torch.no_grad():
+        z = plain.encode(video)
+        shift = torch.tensor([0.5, -1.0, 0.0, 3.0])[None, :, None, None, None]
+        torch.testing.assert_close(shifted.encode(video), (z - shift) * 2.0)
+        torch.testing.assert_close(shifted.decode(shifted.encode(video)), plain.decode(z))
+    with pytest.raises(ValueError, match="latent_shift has 2 values"):
+        VideoAutoencoderKL(**TINY_VAE, latent_shift=(0.0, 1.0)).encode(video)
+
+
+def test_latent_statistics_give_zero_mean_unit_variance(monkeypatch):
+    from kinetoscope.train import ldm
+
+    torch.manual_seed(0)
+    vae = VideoAutoencoderKL(**TINY_VAE).eval()
+    frames = torch.rand(16, 3, 32, 32) * 2 - 1
+    monkeypatch.setattr(ldm, "frame_batches", lambda recipe, **_: iter([frames]))
+    stats = ldm.latent_statistics(vae, recipe=type("R", (), {"seed": 0})())
+    vae.register_to_config(**stats)
+    with torch.no_grad():
+        z = vae.encode(frames[:, :, None])  # (16, Z, 1, h, w)
+    assert z.mean(dim=(0, 2, 3, 4)).abs().max() < 1e-4
+    assert abs(z.std().item() - 1.0) < 1e-3
+
+
+@pytest.mark.parametrize("kind", ["epsilon", "v_prediction"])
+def test_denoising_loss_targets_follow_prediction_type(kind):
+    sched = DDPMScheduler(num_train_timesteps=100, prediction_type=kind)
+    latents = torch.randn(3, 4, 2, 8, 8)
+    seen = {}
+
+    def oracle(noisy, t, emb, mask, *, use_temporal):  # returns the exact target
+        seen["t"] = t
+        torch.manual_seed(5)
+        noise = torch.randn_like(latents)
+        if kind == "epsilon":
+            return noise
+        return sched.get_velocity(latents, noise, t)
+
+    torch.manual_seed(5)
+    loss = denoising_loss(oracle, sched, latents, None, None, use_temporal=False)
+    assert loss.item() < 1e-10  # the oracle saw the same noise: its prediction is exact
+    with pytest.raises(ValueError, match="not supported"):
+        denoising_loss(
+            oracle,
+            DDPMScheduler(num_train_timesteps=100, prediction_type="sample"),
+            latents,
+            None,
+            None,
+            use_temporal=False,
+        )
+
+
 def perturb_temporal(model: torch.nn.Module) -> None:
     """Give the zero-initialised temporal outputs non-zero weights (as after training)."""
     with torch.no_grad():

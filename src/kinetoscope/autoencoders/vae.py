@@ -36,6 +36,12 @@ class VideoAutoencoderKL(ModelMixin, ConfigMixin):
         channels: width per resolution level; each level after the first halves H and W.
         scaling_factor: multiplies latents so they have unit variance for the diffusion model
             (measured after training and stored in the config).
+        latent_shift: per-channel mean subtracted before scaling (measured with the scale), so
+            the diffusion model sees zero-mean latents: the mostly-black frames of the worlds
+            give every channel a large offset that an epsilon- or v-predicting model would
+            otherwise have to reproduce exactly from pure noise. None = no shift.
+
+    ``encode`` returns ``(z - latent_shift) * scaling_factor``; ``decode`` inverts it.
     """
 
     @register_to_config
@@ -46,6 +52,7 @@ class VideoAutoencoderKL(ModelMixin, ConfigMixin):
         latent_channels: int = 4,
         channels: tuple[int, ...] = (32, 64, 64),
         scaling_factor: float = 1.0,
+        latent_shift: tuple[float, ...] | None = None,
     ) -> None:
         super().__init__()
         channels = tuple(channels)
@@ -122,13 +129,23 @@ class VideoAutoencoderKL(ModelMixin, ConfigMixin):
                 mean.shape, generator=generator, device=mean.device, dtype=mean.dtype
             )
             z = mean + (0.5 * logvar).exp() * noise
-        z = z * self.config.scaling_factor
+        z = (z - self._shift(z)) * self.config.scaling_factor
         return rearrange(z, "(b t) z h w -> b z t h w", t=num_frames)
+
+    def _shift(self, z: torch.Tensor) -> torch.Tensor | float:
+        """latent_shift as a (1, Z, 1, 1) tensor matching ``z`` (N, Z, h, w), or 0."""
+        shift = self.config.latent_shift
+        if shift is None:
+            return 0.0
+        if len(shift) != z.shape[1]:
+            raise ValueError(f"latent_shift has {len(shift)} values for {z.shape[1]} channels")
+        return torch.tensor(shift, device=z.device, dtype=z.dtype)[None, :, None, None]
 
     def decode(self, latents: torch.Tensor, *, temporal: bool = True) -> torch.Tensor:
         """scaled latents (B, Z, T, h, w) -> video (B, C, T, H, W) (not clamped)."""
         num_frames = latents.shape[2]
         z = rearrange(latents, "b z t h w -> (b t) z h w") / self.config.scaling_factor
+        z = z + self._shift(z)
         frames = self.decode_frames(z, num_frames=num_frames if temporal else None)
         return rearrange(frames, "(b t) c h w -> b c t h w", t=num_frames)
 

@@ -87,12 +87,36 @@ def vae_temporal_loss(vae: VideoAutoencoderKL, clips: torch.Tensor, *, diff_weig
 
 
 def denoising_loss(unet, scheduler, latents, text_emb, text_mask, *, use_temporal: bool):
-    """Epsilon-prediction loss; latents (B, Z, T, h, w), one timestep per clip."""
+    """Denoising loss; latents (B, Z, T, h, w), one timestep per clip.
+
+    The target follows the scheduler's ``prediction_type``: the noise ("epsilon") or the
+    velocity ("v_prediction", sqrt(a) * noise - sqrt(1 - a) * latents; Salimans & Ho 2022),
+    which stays well conditioned at the high-noise end of a cosine schedule where an
+    epsilon model's estimate of the clean latents is amplified by 1 / sqrt(a).
+    """
     noise = torch.randn_like(latents)
     t = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],))
     noisy = scheduler.add_noise(latents, noise, t)
     pred = unet(noisy, t, text_emb, text_mask, use_temporal=use_temporal)
-    return F.mse_loss(pred, noise)
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        target = noise
+    elif kind == "v_prediction":
+        target = scheduler.get_velocity(latents, noise, t)
+    else:
+        raise ValueError(f"prediction_type {kind!r} is not supported; use epsilon or v_prediction")
+    return F.mse_loss(pred, target)
+
+
+@torch.inference_mode()
+def latent_statistics(vae: VideoAutoencoderKL, recipe: LDMRecipe) -> dict[str, Any]:
+    """Per-channel mean (latent_shift) and 1 / std (scaling_factor) of the encoder's means
+    on 256 training frames: the diffusion model then sees zero-mean, unit-variance latents."""
+    frames = next(frame_batches(recipe, batch_size=256, seed=recipe.seed + 1))
+    mean, _ = vae.encode_frames(frames)  # (N, Z, h, w)
+    shift = mean.mean(dim=(0, 2, 3))
+    scale = 1.0 / (mean - shift[None, :, None, None]).std()
+    return {"scaling_factor": float(scale), "latent_shift": [float(v) for v in shift]}
 
 
 # ----------------------------------------------------------------------------- latent cache
@@ -181,14 +205,16 @@ def train_vae(recipe: LDMRecipe, out: Path) -> VideoAutoencoderKL:
             batches=frame_batches(recipe, batch_size=stage.batch_size, seed=recipe.seed),
             out_dir=out / "stage-vae",
         )
-        # Latent scale: unit variance for the diffusion model.
-        with torch.inference_mode():
-            frames = next(frame_batches(recipe, batch_size=256, seed=recipe.seed + 1))
-            mean, _ = vae.encode_frames(frames)
-        vae.register_to_config(scaling_factor=float(1.0 / mean.std()))
+        vae.register_to_config(**latent_statistics(vae, recipe))
         vae.save_pretrained(image_dir)
     torch.manual_seed(recipe.seed + 2)
-    fresh = VideoAutoencoderKL(**{**recipe.vae, "scaling_factor": vae.config.scaling_factor})
+    fresh = VideoAutoencoderKL(
+        **{
+            **recipe.vae,
+            "scaling_factor": vae.config.scaling_factor,
+            "latent_shift": vae.config.latent_shift,
+        }
+    )
     vae = load_spatial_weights(fresh, image_dir)
     vae.requires_grad_(False)
     stage = recipe.stage("vae_temporal")
