@@ -7,8 +7,8 @@ Each model is evaluated on the worlds it was trained on (``mnist`` models on mni
 mnist-2, ``shapes`` models on shapes-1 and shapes-2), on the test split (held-out
 compositions, test-writer digits) and on the train split beside it, ``--samples`` prompts
 each (one sample per prompt, seeds 0..N-1), with ``kinetoscope eval``; reports go to
-``results/eval-<model>-<world>-<split>/``. Speed comes from ``kinetoscope bench --peer``
-(``results/bench/bench.json``). A full ``--run`` takes about 15 minutes per (model, world,
+``results/eval-<model>-<world>-<split>/``. Speed comes from ``kinetoscope bench MODEL --peer``
+(``results/bench-<model>/bench.json``). A full ``--run`` takes about 15 minutes per (model, world,
 split) on the 2-core CPU.
 """
 
@@ -38,6 +38,10 @@ def report_dir(model: str, world: str, split: str) -> Path:
     return RESULTS / f"eval-{model}-{world}-{split}"
 
 
+def bench_dir(model: str) -> Path:
+    return RESULTS / f"bench-{model}"
+
+
 def run_missing(models: list[str], *, samples: int, threads: int) -> None:
     """Evaluate every (model, world, split) without a report, then benchmark speed if missing."""
     import torch
@@ -53,10 +57,10 @@ def run_missing(models: list[str], *, samples: int, threads: int) -> None:
                     continue
                 logging.info("evaluating %s on %s (%s split)", model, world, split)
                 evaluate(model, world=world, split=split, samples=samples, seed=0, out_dir=out)
-    if not (RESULTS / "bench" / "bench.json").is_file():
-        from kinetoscope.cli import main as cli
+        if not (bench_dir(model) / "bench.json").is_file():
+            from kinetoscope.cli import main as cli
 
-        cli(["bench", *models, "--peer", "--threads", str(threads), "-o", str(RESULTS / "bench")])
+            cli(["bench", model, "--peer", "--threads", str(threads), "-o", str(bench_dir(model))])
 
 
 def _pct(row: dict | None) -> str:
@@ -72,20 +76,16 @@ def _load(path: Path) -> dict | None:
 
 def build_table(models: list[str]) -> str:
     """Markdown: one row per (model, world); test split first, train split beside it."""
-    bench = _load(RESULTS / "bench" / "bench.json") or {"results": [], "summary": {}}
-    speed = {}
-    for s in bench["summary"].get("models", []):
-        speed[s["model"]] = s
-    by_name = {r["name"]: r for r in bench["results"]}
     lines = [
         "| model | world | overall, test (95% CI) | overall, train | per attribute, test "
         "| Fréchet (real floor), test | flicker gen / real | s/clip | s/step | peer/ours s/step |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for model in models:
-        result = next((r for n, r in by_name.items() if n.endswith(model)), None)
-        ratio = speed.get(result["name"], {}) if result else {}
-        ratio = ratio.get("ratios_peer_over_ours", {}).get("seconds_per_step")
+        bench = _load(bench_dir(model) / "bench.json") or {"results": [], "summary": {}}
+        result = bench["results"][0] if bench["results"] else None
+        summary = (bench["summary"].get("models") or [{}])[0]
+        ratio = summary.get("ratios_peer_over_ours", {}).get("seconds_per_step")
         for world in model_worlds(model):
             test = _load(report_dir(model, world, "test") / "report.json")
             train = _load(report_dir(model, world, "train") / "report.json")
@@ -128,7 +128,8 @@ what the prompt asked (digit or colour/shape/size, motion, object count), one sa
 prompt, with a Wilson 95% interval. The test split holds compositions and MNIST writers no
 model saw in training. Fréchet distance uses the world-trained feature network
 (`kinetoscope.eval.fvd`), next to the real-vs-real floor. s/clip and s/step are one 16-frame
-64×64 generation with the model's default settings (`kinetoscope bench --peer`), the last
+64×64 generation with the model's default settings (`kinetoscope bench MODEL --peer`,
+`results/bench-<model>/`), the last
 column the size-matched diffusers `TextToVideoSDPipeline` timed in the same run (above 1 means
 ours is faster). Per-report details (protocol, confusion plot, sample sheet) are in
 `results/eval-<model>-<world>-<split>/`.

@@ -32,7 +32,7 @@ def test_table_rows_per_model_and_world(tmp_path, monkeypatch):
         out = tmp_path / f"eval-ldm-mnist-mnist-1-{split}"
         out.mkdir()
         (out / "report.json").write_text(json.dumps(fake_report(acc)))
-    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench-ldm-mnist").mkdir()
     bench = {
         "results": [
             {"name": "kinetoscope ldm-mnist", "seconds_per_clip": 3.0, "seconds_per_step": 0.2}
@@ -46,7 +46,7 @@ def test_table_rows_per_model_and_world(tmp_path, monkeypatch):
             ]
         },
     }
-    (tmp_path / "bench" / "bench.json").write_text(json.dumps(bench))
+    (tmp_path / "bench-ldm-mnist" / "bench.json").write_text(json.dumps(bench))
     table = mt.build_table(["ldm-mnist", "ldm-shapes"]).splitlines()
     assert len(table) == 3  # header, rule, one row: mnist-2 and shapes have no reports
     row = [c.strip() for c in table[2].strip("|").split("|")]
