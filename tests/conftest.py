@@ -34,3 +34,12 @@ class FakeTextEncoder:
 @pytest.fixture
 def fake_text_encoder() -> FakeTextEncoder:
     return FakeTextEncoder()
+
+
+@pytest.fixture
+def one_thread():
+    """Run the test on one torch thread, then restore the caller's thread count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -6,30 +6,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import TINY_CVIVIT
 from kinetoscope.autoencoders.cvivit import CViViT
 from kinetoscope.autoencoders.quantizers import FSQ
 
-TINY = {
-    "image_size": 16,
-    "patch_size": 4,
-    "dim": 32,
-    "num_heads": 2,
-    "spatial_depth": 1,
-    "temporal_depth": 1,
-}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_cvivit(seed: int = 0) -> CViViT:
     torch.manual_seed(seed)
-    return CViViT(**TINY).eval()
+    return CViViT(**TINY_CVIVIT).eval()
 
 
 def random_video(num_frames: int, *, batch: int = 2, seed: int = 1) -> torch.Tensor:
@@ -112,7 +98,7 @@ def test_invalid_resolution():
 
 def test_num_codes():
     assert tiny_cvivit().num_codes == 1000
-    assert CViViT(**TINY, fsq_levels=(4, 3)).num_codes == 12
+    assert CViViT(**TINY_CVIVIT, fsq_levels=(4, 3)).num_codes == 12
 
 
 def test_deterministic_under_seed():
@@ -183,7 +169,7 @@ def test_prefix_of_clip_equals_clip_of_prefix():
 
 def test_overfits_constant_colour_clip():
     torch.manual_seed(0)
-    model = CViViT(**TINY).train()
+    model = CViViT(**TINY_CVIVIT).train()
     video = torch.empty(1, 3, 5, 16, 16)
     video[:, 0], video[:, 1], video[:, 2] = 0.6, -0.3, 0.1
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)

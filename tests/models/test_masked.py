@@ -29,13 +29,7 @@ TINY = {
     "num_heads": 2,
 }
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_transformer(seed: int = 0) -> MaskedVideoTransformer:
@@ -50,6 +44,11 @@ def text(batch: int = 2, *, seed: int = 1, length: int = 3) -> tuple[torch.Tenso
     mask = torch.zeros(batch, TEXT_LEN, dtype=torch.bool)
     mask[:, :length] = True
     return emb, mask
+
+
+def null_text() -> tuple[torch.Tensor, torch.Tensor]:
+    """The unconditional (null prompt) condition: one sample with one real token."""
+    return text(1, seed=9, length=1)
 
 
 def random_tokens(shape, *, seed: int = 2) -> torch.Tensor:
@@ -129,7 +128,7 @@ def test_save_load_equal(tmp_path):
 def test_gradients_reach_every_parameter():
     model = tiny_transformer().train()
     emb, mask = text()
-    null_emb, null_mask = text(1, seed=9, length=1)
+    null_emb, null_mask = null_text()
     loss, logs = masked_token_loss(
         model,
         random_tokens((2, 3, 2, 2)),
@@ -206,7 +205,7 @@ def test_per_clip_frozen_prefix():
 def test_text_dropout_uses_null_condition():
     stub = RecordingStub()
     emb, mask = text()
-    null_emb, null_mask = text(1, seed=9, length=1)
+    null_emb, null_mask = null_text()
     tokens = random_tokens((2, 2, 2, 2))
     options = {"null_text_emb": null_emb, "null_text_mask": null_mask}
     masked_token_loss(stub, tokens, emb, mask, text_dropout=1.0, **options)
@@ -226,7 +225,7 @@ def test_text_dropout_uses_null_condition():
 def test_cfg_batched_equals_two_forwards():
     model = tiny_transformer()
     emb, mask = text()
-    null_emb, null_mask = text(1, seed=9, length=1)
+    null_emb, null_mask = null_text()
     tokens = random_tokens((2, 8))
     tokens[:, 1::2] = model.mask_id
     guided = guided_logits(
@@ -255,7 +254,7 @@ def test_cfg_batched_equals_two_forwards():
 
 def _sample(model, *, seed, **options):
     emb, mask = text()
-    null_emb, null_mask = text(1, seed=9, length=1)
+    null_emb, null_mask = null_text()
     return maskgit_sample(
         model,
         text_emb=emb,
@@ -280,7 +279,7 @@ def test_sampling_deterministic_under_seed():
 def test_per_sample_generators_make_samples_independent_of_batch():
     model = tiny_transformer()
     emb, mask = text()
-    null_emb, null_mask = text(1, seed=9, length=1)
+    null_emb, null_mask = null_text()
     options = {
         "null_emb": null_emb,
         "null_mask": null_mask,
@@ -332,34 +331,27 @@ def test_continue_tokens_freezes_reencoded_context():
     model = MaskedVideoTransformer(**{**TINY, "num_codes": tokenizer.num_codes}).eval()
     previous = torch.rand(2, 3, 5, 8, 8, generator=torch.Generator().manual_seed(3)) * 2 - 1
     emb, mask = text()
-    null_emb, null_mask = text(1, seed=9, length=1)
+    null_emb, null_mask = null_text()
+    options = {
+        "previous_video": previous,
+        "text_emb": emb,
+        "text_mask": mask,
+        "null_emb": null_emb,
+        "null_mask": null_mask,
+        "token_shape": (3, 2, 2),
+    }
     out = continue_tokens(
         model,
         tokenizer,
-        previous_video=previous,
         context_frames=3,
-        text_emb=emb,
-        text_mask=mask,
-        null_emb=null_emb,
-        null_mask=null_mask,
-        token_shape=(3, 2, 2),
         num_steps=3,
         generator=torch.Generator().manual_seed(0),
+        **options,
     )
     assert out.shape == (2, 3, 2, 2)
     assert torch.equal(out[:, :2], tokenizer.encode(previous[:, :, -3:]))
     with pytest.raises(ValueError, match="1 \\+ 2m"):
-        continue_tokens(
-            model,
-            tokenizer,
-            previous_video=previous,
-            context_frames=2,
-            text_emb=emb,
-            text_mask=mask,
-            null_emb=null_emb,
-            null_mask=null_mask,
-            token_shape=(3, 2, 2),
-        )
+        continue_tokens(model, tokenizer, context_frames=2, **options)
 
 
 def test_memorises_one_sequence_for_one_prompt():

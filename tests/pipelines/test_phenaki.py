@@ -9,21 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import TINY_CVIVIT
 from kinetoscope.autoencoders.cvivit import CViViT
 from kinetoscope.masked import MaskedVideoTransformer
 from kinetoscope.pipelines.phenaki import PhenakiPipeline, next_clip_length
 from kinetoscope.video import Video, videos_to_tensor
 
 # 16x16 frames, 4x4 token grid, 40 codes; windows of 4 token steps = 7 frames.
-TOKENIZER = {
-    "image_size": 16,
-    "patch_size": 4,
-    "dim": 32,
-    "num_heads": 2,
-    "spatial_depth": 1,
-    "temporal_depth": 1,
-    "fsq_levels": (8, 5),
-}
+TOKENIZER = {**TINY_CVIVIT, "fsq_levels": (8, 5)}
 TRANSFORMER = {
     "num_codes": 40,
     "max_time_tokens": 4,

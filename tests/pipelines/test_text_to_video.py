@@ -4,43 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from diffusers import DDPMScheduler
 
-from kinetoscope.autoencoders.vae import VideoAutoencoderKL
-from kinetoscope.diffusion.unet import VideoUNet
+from helpers import tiny_ldm_pipeline
 from kinetoscope.pipelines.text_to_video import TextToVideoPipeline
 
 
 @pytest.fixture
 def pipe(fake_text_encoder):
-    torch.manual_seed(0)
-    vae = VideoAutoencoderKL(channels=(8, 16), latent_channels=4)
-    unet = VideoUNet(
-        channels=(16, 32),
-        attention_levels=(1,),
-        temporal_attention_levels=(1,),
-        num_heads=2,
-        text_dim=16,
-    )
-    with torch.no_grad():
-        unet.conv_out.weight.normal_(0, 0.2)
-    sched = DDPMScheduler(num_train_timesteps=100, beta_schedule="squaredcos_cap_v2")
-    p = TextToVideoPipeline(
-        vae=vae,
-        unet=unet,
-        scheduler_config=dict(sched.config),
-        text_encoder="fake",
-        max_length=8,
-        defaults={
-            "num_frames": 4,
-            "resolution": 16,
-            "num_inference_steps": 2,
-            "model_name": "tiny",
-        },
-    )
-    p._text_encoder = fake_text_encoder
-    return p
+    return tiny_ldm_pipeline(fake_text_encoder, conv_out_std=0.2)
 
 
 def test_call_returns_videos_with_settings(pipe):

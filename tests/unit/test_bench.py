@@ -6,12 +6,9 @@ import json
 
 import pytest
 import torch
-from diffusers import DDPMScheduler
 
-from kinetoscope.autoencoders.vae import VideoAutoencoderKL
-from kinetoscope.diffusion.unet import VideoUNet
+from helpers import tiny_ldm_pipeline
 from kinetoscope.eval import bench, bench_report
-from kinetoscope.pipelines.text_to_video import TextToVideoPipeline
 
 TIMING_KEYS = (
     "seconds_per_clip",
@@ -34,31 +31,7 @@ TINY_UNET = {
 
 @pytest.fixture
 def pipe(fake_text_encoder):
-    torch.manual_seed(0)
-    vae = VideoAutoencoderKL(channels=(8, 16), latent_channels=4)
-    unet = VideoUNet(
-        channels=(16, 32),
-        attention_levels=(1,),
-        temporal_attention_levels=(1,),
-        num_heads=2,
-        text_dim=16,
-    )
-    sched = DDPMScheduler(num_train_timesteps=100, beta_schedule="squaredcos_cap_v2")
-    p = TextToVideoPipeline(
-        vae=vae,
-        unet=unet,
-        scheduler_config=dict(sched.config),
-        text_encoder="fake",
-        max_length=8,
-        defaults={
-            "num_frames": 4,
-            "resolution": 16,
-            "num_inference_steps": 2,
-            "model_name": "tiny",
-        },
-    )
-    p._text_encoder = fake_text_encoder
-    return p
+    return tiny_ldm_pipeline(fake_text_encoder)
 
 
 def test_measure_generation_reports_positive_consistent_times(pipe):

@@ -62,16 +62,11 @@ def _save_tiny(kind: str, directory: Path, tokenizer) -> Path:
     import transformers as tf
 
     vocab = len(tokenizer)
+    # Every tiny transformer stack: 16 wide, 32 in the MLP, one layer of two heads.
+    stack = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
     torch.manual_seed(0)
     if kind == "bert":
-        config = tf.BertConfig(
-            vocab_size=vocab,
-            hidden_size=16,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=32,
-            max_position_embeddings=64,
-        )
+        config = tf.BertConfig(vocab_size=vocab, max_position_embeddings=64, **stack)
         model = tf.BertModel(config)
     elif kind == "t5":
         config = tf.T5Config(
@@ -81,23 +76,13 @@ def _save_tiny(kind: str, directory: Path, tokenizer) -> Path:
     else:
         text = dict(
             vocab_size=vocab,
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
             max_position_embeddings=16,
             bos_token_id=2,
             eos_token_id=3,
             pad_token_id=0,
+            **stack,
         )
-        vision = dict(
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=16,
-        )
+        vision = dict(image_size=32, patch_size=16, **stack)
         model = tf.CLIPModel(
             tf.CLIPConfig(text_config=text, vision_config=vision, projection_dim=8)
         )
@@ -116,6 +101,14 @@ def tiny_dirs(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def tiny_bert(tiny_dirs) -> HFTextEncoder:
     return HFTextEncoder(tiny_dirs["bert"], max_length=8)
+
+
+def _edited_copy(model_dir: Path, target: Path, **changes) -> Path:
+    """A copy of ``model_dir`` at ``target`` whose config.json has ``changes`` applied."""
+    shutil.copytree(model_dir, target)
+    config = json.loads((target / "config.json").read_text())
+    (target / "config.json").write_text(json.dumps({**config, **changes}))
+    return target
 
 
 class CountingEncoder:
@@ -240,10 +233,7 @@ def test_cache_keyed_by_fingerprint(tiny_dirs, tmp_path):
     assert emb_a.shape == (1, 6, 16) and emb_b.shape == (1, 10, 16)
     assert len(list(tmp_path.glob("*/*.safetensors"))) == 2
 
-    edited = tmp_path / "edited"
-    shutil.copytree(tiny_dirs["bert"], edited)
-    config = json.loads((edited / "config.json").read_text())
-    (edited / "config.json").write_text(json.dumps({**config, "layer_norm_eps": 1e-6}))
+    edited = _edited_copy(tiny_dirs["bert"], tmp_path / "edited", layer_norm_eps=1e-6)
     assert HFTextEncoder(edited, max_length=6, name=short.name).fingerprint != short.fingerprint
 
 
@@ -324,10 +314,7 @@ def test_hf_encoder_refuses_bad_setups(tiny_dirs, tmp_path):
         HFTextEncoder(tiny_dirs["clip"], max_length=32)
     with pytest.raises(ValueError, match="positive int"):
         HFTextEncoder(tiny_dirs["bert"], max_length=0)
-    grown = tmp_path / "grown"
-    shutil.copytree(tiny_dirs["bert"], grown)
-    config = json.loads((grown / "config.json").read_text())
-    (grown / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 2}))
+    grown = _edited_copy(tiny_dirs["bert"], tmp_path / "grown", num_hidden_layers=2)
     with pytest.raises(ValueError, match="do not match its config.json"):
         HFTextEncoder(grown)
     with pytest.raises(ValueError, match=DEFAULT_TEXT_ENCODER):

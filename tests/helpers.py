@@ -1,0 +1,62 @@
+"""Tiny model configs and builders shared by several test files.
+
+Imported as ``helpers``: pytest puts tests/ on ``sys.path`` because tests/conftest.py lives
+there (and tests/ has no ``__init__.py``).
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import DDPMScheduler
+
+from kinetoscope.autoencoders.vae import VideoAutoencoderKL
+from kinetoscope.diffusion.unet import VideoUNet
+from kinetoscope.pipelines.text_to_video import TextToVideoPipeline
+
+# C-ViViT on 16x16 frames: a 4x4 token grid, 1000 codes (the default FSQ levels).
+TINY_CVIVIT = {
+    "image_size": 16,
+    "patch_size": 4,
+    "dim": 32,
+    "num_heads": 2,
+    "spatial_depth": 1,
+    "temporal_depth": 1,
+}
+
+
+def tiny_ldm_pipeline(text_encoder, *, conv_out_std: float | None = None) -> TextToVideoPipeline:
+    """A random Video LDM pipeline (seed 0): 4 frames of 16x16, 2 DDPM-family steps.
+
+    Args:
+        text_encoder: the encoder the pipeline uses (16-dim, e.g. conftest's FakeTextEncoder).
+        conv_out_std: if given, re-draw the UNet's zero-initialised output conv with this
+            std, so predictions (and hence guidance and prompts) change the output.
+    """
+    torch.manual_seed(0)
+    vae = VideoAutoencoderKL(channels=(8, 16), latent_channels=4)
+    unet = VideoUNet(
+        channels=(16, 32),
+        attention_levels=(1,),
+        temporal_attention_levels=(1,),
+        num_heads=2,
+        text_dim=16,
+    )
+    if conv_out_std is not None:
+        with torch.no_grad():
+            unet.conv_out.weight.normal_(0, conv_out_std)
+    sched = DDPMScheduler(num_train_timesteps=100, beta_schedule="squaredcos_cap_v2")
+    pipe = TextToVideoPipeline(
+        vae=vae,
+        unet=unet,
+        scheduler_config=dict(sched.config),
+        text_encoder="fake",
+        max_length=8,
+        defaults={
+            "num_frames": 4,
+            "resolution": 16,
+            "num_inference_steps": 2,
+            "model_name": "tiny",
+        },
+    )
+    pipe._text_encoder = text_encoder
+    return pipe
