@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 DEFAULT_MODEL = "ldm-mnist"
+WORLDS_HELP = "mnist-1, mnist-2, shapes-1 or shapes-2"
 
 
 def _add_sampling_options(p: argparse.ArgumentParser) -> None:
@@ -143,33 +144,29 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     from kinetoscope.data import worlds
 
+    clips = {"split": args.split, "count": args.count, "seed": args.seed}
     if args.data_command == "preview":
-        path = worlds.preview_sheet(
-            args.world, path=args.output, split=args.split, count=args.count, seed=args.seed
-        )
+        path = worlds.preview_sheet(args.world, path=args.output, **clips)
         print(f"wrote {path}")
     else:
-        manifest = worlds.export_world(
-            args.world, split=args.split, count=args.count, seed=args.seed, out_dir=args.out_dir
-        )
+        manifest = worlds.export_world(args.world, out_dir=args.out_dir, **clips)
         print(f"wrote {args.count} clips and {manifest}")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    run = {
+        "seed": args.seed,
+        "out_dir": args.output,
+        "steps": args.steps,
+        "guidance": args.guidance,
+    }
     if args.stories:
         from kinetoscope.eval.story import evaluate_story
 
         if not args.world.startswith("mnist"):
             raise ValueError("story evaluation uses the mnist world: pass --world mnist-1")
-        evaluate_story(
-            args.model,
-            stories=args.stories,
-            seed=args.seed,
-            out_dir=args.output,
-            steps=args.steps,
-            guidance=args.guidance,
-        )
+        evaluate_story(args.model, stories=args.stories, **run)
         print((Path(args.output) / "story_report.md").read_text())
         return 0
     from kinetoscope.eval.evaluate import evaluate
@@ -179,12 +176,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         world=args.world,
         split=args.split,
         samples=args.samples,
-        seed=args.seed,
-        out_dir=args.output,
-        steps=args.steps,
-        guidance=args.guidance,
         batch_size=args.batch_size,
         device=args.device,
+        **run,
     )
     for key, row in report["accuracy"].items():
         low, high = row["ci95"]
@@ -295,25 +289,30 @@ def _add_data_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="built-in worlds: preview and export")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     q = data_sub.add_parser("preview", help="write a labelled contact sheet of a world")
-    q.add_argument("world", help="mnist-1, mnist-2, shapes-1 or shapes-2")
+    q.add_argument("world", help=WORLDS_HELP)
     q.add_argument("-o", "--output", default="sheet.png", help="PNG path")
-    q.add_argument("--split", default="train", choices=["train", "test"])
-    q.add_argument("--count", type=int, default=8, help="clips on the sheet")
-    q.add_argument("--seed", type=int, default=0)
+    _add_world_clip_options(q, split="train", count=8, count_help="clips on the sheet")
     q.set_defaults(func=cmd_data)
     q = data_sub.add_parser("export", help="write clips + manifest.jsonl (a sample dataset)")
-    q.add_argument("world", help="mnist-1, mnist-2, shapes-1 or shapes-2")
-    q.add_argument("--split", default="test", choices=["train", "test"])
-    q.add_argument("--count", type=int, default=16)
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("world", help=WORLDS_HELP)
+    _add_world_clip_options(q, split="test", count=16)
     q.add_argument("--out-dir", required=True)
     q.set_defaults(func=cmd_data)
+
+
+def _add_world_clip_options(
+    q: argparse.ArgumentParser, *, split: str, count: int, count_help: str | None = None
+) -> None:
+    """The clips a ``data`` sub-command draws: --split, --count and --seed."""
+    q.add_argument("--split", default=split, choices=["train", "test"])
+    q.add_argument("--count", type=int, default=count, help=count_help)
+    q.add_argument("--seed", type=int, default=0)
 
 
 def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="generate on a world's prompts, judge, and write a report")
     p.add_argument("--model", default=DEFAULT_MODEL, help="model name or saved directory")
-    p.add_argument("--world", required=True, help="mnist-1, mnist-2, shapes-1 or shapes-2")
+    p.add_argument("--world", required=True, help=WORLDS_HELP)
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--samples", type=int, default=100, help="prompts (one sample each)")
     p.add_argument("--seed", type=int, default=0, help="sample i uses seed + i")

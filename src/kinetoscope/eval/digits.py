@@ -31,15 +31,15 @@ import io
 import json
 import logging
 import math
-import os
 import time
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from kinetoscope.eval.weights import save_weights, weights_path
 
 logger = logging.getLogger(__name__)
 
@@ -395,20 +395,7 @@ def evaluate(
 
 def save_classifier(model: nn.Module, path: str | Path, report: dict) -> Path:
     """Write weights (safetensors) and `<path>.json` atomically (temp file, then rename)."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp), metadata={"format": "pt"})
-    os.chmod(tmp, 0o644)  # package data: readable by everyone
-    os.replace(tmp, path)
-    meta = path.with_suffix(".json")
-    tmp_meta = meta.with_name(meta.name + ".tmp")
-    tmp_meta.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp_meta, meta)
-    return path
+    return save_weights(model, path, report)
 
 
 def load_digit_classifier(path: str | Path | None = None) -> nn.Module:
@@ -419,13 +406,9 @@ def load_digit_classifier(path: str | Path | None = None) -> nn.Module:
     """
     from safetensors.torch import load_file
 
-    if path is None:
-        path = Path(str(resources.files("kinetoscope") / "assets" / ASSET_NAME))
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"digit classifier weights not found at {path}. Make them with `{MAKE_COMMAND}`."
-        )
+    path = weights_path(
+        path, asset_name=ASSET_NAME, what="digit classifier", make_command=MAKE_COMMAND
+    )
     try:
         state = load_file(str(path))
         size = len({k.split(".")[1] for k in state if k.startswith("members.")})

@@ -39,9 +39,7 @@ import argparse
 import json
 import logging
 import math
-import os
 import time
-from importlib import resources
 from pathlib import Path
 
 import torch
@@ -49,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kinetoscope.data.worlds import MOTIONS, WORLD_NAMES, WorldClip, WorldDataset
+from kinetoscope.eval.weights import save_weights, weights_path
 
 logger = logging.getLogger(__name__)
 
@@ -315,33 +314,16 @@ def evaluate(
 
 def save_world_features(model: WorldFeatureNet, path: str | Path, report: dict) -> Path:
     """Write weights (safetensors) and ``<path>.json`` atomically (temp file, then rename)."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp), metadata={"format": "pt", "feature_dim": str(model.feature_dim)})
-    os.chmod(tmp, 0o644)  # package data: readable by every user
-    os.replace(tmp, path)
-    meta = path.with_suffix(".json")
-    tmp_meta = meta.with_name(meta.name + ".tmp")
-    tmp_meta.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp_meta, meta)
-    return path
+    return save_weights(model, path, report, metadata={"feature_dim": str(model.feature_dim)})
 
 
 def load_world_features(path: str | Path | None = None) -> WorldFeatureNet:
     """The shipped world feature network (package assets) or the one at ``path``, in eval mode."""
     from safetensors.torch import load_file
 
-    if path is None:
-        path = Path(str(resources.files("kinetoscope") / "assets" / ASSET_NAME))
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"world feature weights not found at {path}. Make them with `{MAKE_COMMAND}`."
-        )
+    path = weights_path(
+        path, asset_name=ASSET_NAME, what="world feature", make_command=MAKE_COMMAND
+    )
     model = WorldFeatureNet()
     try:
         model.load_state_dict(load_file(str(path)))
