@@ -232,49 +232,78 @@ def profile_generation(
 
 
 def build_pipeline_from_recipe(path: str | Path, *, seed: int = 0, text_dim: int | None = None):
-    """A TextToVideoPipeline with random weights and the sizes of an LDM recipe YAML.
+    """A pipeline with random weights and the sizes of a recipe YAML (either family).
 
     Same architecture and size as the trained model, hence the same speed. ``text_dim``
-    defaults to the recipe's text encoder's width (which loads that encoder).
+    defaults to the recipe's text encoder's width (which loads that encoder). The modules are
+    built by the family's training code, so a benchmarked recipe is exactly what trains.
     """
     import yaml
-    from diffusers import DDPMScheduler
 
-    from kinetoscope.autoencoders.vae import VideoAutoencoderKL
     from kinetoscope.config import from_dict
-    from kinetoscope.diffusion.unet import VideoUNet
-    from kinetoscope.pipelines.text_to_video import TextToVideoPipeline
-    from kinetoscope.train.ldm import LDMRecipe
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"recipe {path} not found; pass e.g. configs/ldm-mnist.yaml")
     data = yaml.safe_load(path.read_text()) or {}
-    if data.pop("family", "ldm") != "ldm":
-        raise ValueError(
-            f"{path} is not an LDM recipe; only LDM recipes can be built with random weights"
-        )
-    recipe = from_dict(LDMRecipe, data, where=path.name)
+    family = data.pop("family", "ldm")
+    builders = {"ldm": _random_ldm_pipeline, "phenaki": _random_phenaki_pipeline}
+    if family not in builders:
+        raise ValueError(f"{path}: unknown family {family!r}; use one of {sorted(builders)}")
+    recipe_class, build = builders[family]()
+    recipe = from_dict(recipe_class, data, where=path.name)
     if text_dim is None:
         from kinetoscope.text import load_text_encoder
 
         text_dim = load_text_encoder(recipe.text_encoder, max_length=recipe.max_length).dim
     torch.manual_seed(seed)
-    vae = VideoAutoencoderKL(**recipe.vae)
-    unet = VideoUNet(text_dim=text_dim, latent_channels=vae.config.latent_channels, **recipe.unet)
-    defaults = {
-        "num_frames": recipe.num_frames,
-        "fps": recipe.fps,
-        "model_name": f"{recipe.name} (random)",
-    }
-    return TextToVideoPipeline(
-        vae=vae,
-        unet=unet,
-        scheduler_config=dict(DDPMScheduler(**recipe.scheduler).config),
-        text_encoder=recipe.text_encoder,
-        max_length=recipe.max_length,
-        defaults={**defaults, **recipe.sampling},
-    )
+    pipe = build(recipe, text_dim)
+    pipe.defaults["model_name"] = f"{recipe.name} (random)"
+    return pipe
+
+
+def _random_ldm_pipeline():
+    """(LDMRecipe, recipe, text_dim -> TextToVideoPipeline with random weights)."""
+    from diffusers import DDPMScheduler
+
+    from kinetoscope.autoencoders.vae import VideoAutoencoderKL
+    from kinetoscope.diffusion.unet import VideoUNet
+    from kinetoscope.pipelines.text_to_video import TextToVideoPipeline
+    from kinetoscope.train.ldm import LDMRecipe
+
+    def build(recipe: LDMRecipe, text_dim: int) -> TextToVideoPipeline:
+        vae = VideoAutoencoderKL(**recipe.vae)
+        unet = VideoUNet(
+            text_dim=text_dim, latent_channels=vae.config.latent_channels, **recipe.unet
+        )
+        return TextToVideoPipeline(
+            vae=vae,
+            unet=unet,
+            scheduler_config=dict(DDPMScheduler(**recipe.scheduler).config),
+            text_encoder=recipe.text_encoder,
+            max_length=recipe.max_length,
+            defaults={"num_frames": recipe.num_frames, "fps": recipe.fps, **recipe.sampling},
+        )
+
+    return LDMRecipe, build
+
+
+def _random_phenaki_pipeline():
+    """(PhenakiRecipe, recipe, text_dim -> PhenakiPipeline with random weights)."""
+    from kinetoscope.pipelines.phenaki import PhenakiPipeline
+    from kinetoscope.train import phenaki
+
+    def build(recipe: phenaki.PhenakiRecipe, text_dim: int) -> PhenakiPipeline:
+        tokenizer = phenaki.build_tokenizer(recipe)
+        return PhenakiPipeline(
+            tokenizer=tokenizer,
+            transformer=phenaki.build_transformer(recipe, tokenizer, text_dim=text_dim),
+            text_encoder=recipe.text_encoder,
+            max_length=recipe.max_length,
+            defaults={**phenaki.pipeline_defaults(recipe), **recipe.sampling},
+        )
+
+    return phenaki.PhenakiRecipe, build
 
 
 def load_kinetoscope_system(model: str) -> Any:
@@ -320,6 +349,10 @@ def run_system(spec: dict[str, Any]) -> dict[str, Any]:
         settings = {k: spec[k] for k in ("num_frames", "steps", "guidance_scale")}
         pipe = build_diffusers_peer(**spec["match"], **settings, text_encoder=text_encoder)
         extra = {"match": pipe.match}
+    elif spec["system"] == "phenaki-peer":
+        from kinetoscope.eval.bench_phenaki_peer import build_phenaki_peer_system
+
+        pipe, extra = build_phenaki_peer_system(spec)
     else:
         pipe = load_kinetoscope_system(spec["model"])
         extra = {"family": getattr(pipe, "family", "?")}

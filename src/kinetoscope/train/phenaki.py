@@ -159,13 +159,37 @@ def tokenizer_report(
     return report
 
 
+def build_tokenizer(recipe: PhenakiRecipe) -> CViViT:
+    """A freshly initialised C-ViViT with the recipe's sizes."""
+    return CViViT(**{**recipe.tokenizer, "image_size": recipe.resolution})
+
+
+def build_transformer(
+    recipe: PhenakiRecipe, tokenizer: CViViT, *, text_dim: int
+) -> MaskedVideoTransformer:
+    """A freshly initialised masked transformer over ``tokenizer``'s code grid."""
+    return MaskedVideoTransformer(
+        num_codes=tokenizer.num_codes,
+        max_time_tokens=recipe.token_steps,
+        height_tokens=tokenizer.grid,
+        width_tokens=tokenizer.grid,
+        text_dim=text_dim,
+        **recipe.transformer,
+    )
+
+
+def pipeline_defaults(recipe: PhenakiRecipe) -> dict[str, Any]:
+    """The sampling defaults a trained pipeline stores besides the recipe's ``sampling:``."""
+    return {"fps": recipe.fps, "resolution": recipe.resolution}
+
+
 def train_tokenizer(recipe: PhenakiRecipe, out: Path) -> CViViT:
     """Stage 1: C-ViViT on clips of the recipe's worlds (skipped when out/tokenizer exists)."""
     final = out / "tokenizer"
     if (final / "config.json").exists():
         return CViViT.from_pretrained(final).eval()
     torch.manual_seed(recipe.seed)
-    tokenizer = CViViT(**{**recipe.tokenizer, "image_size": recipe.resolution})
+    tokenizer = build_tokenizer(recipe)
     stage = recipe.stage("tokenizer")
     tokenizer = train_stage(
         stage,
@@ -299,14 +323,7 @@ def train_transformer(
     bank = CaptionBank(_NonEmptyTextEncoder(encoder))
     null_emb, null_mask = bank([""])  # (1, L, D), (1, L)
     torch.manual_seed(recipe.seed + 1)
-    transformer = MaskedVideoTransformer(
-        num_codes=tokenizer.num_codes,
-        max_time_tokens=recipe.token_steps,
-        height_tokens=tokenizer.grid,
-        width_tokens=tokenizer.grid,
-        text_dim=encoder.dim,
-        **recipe.transformer,
-    )
+    transformer = build_transformer(recipe, tokenizer, text_dim=encoder.dim)
     fraction, max_prefix = continuation_settings(recipe)
 
     def loss_fn(model, batch):
@@ -369,7 +386,7 @@ def train_phenaki(recipe: PhenakiRecipe, out_dir: str | Path) -> Path:
         PhenakiPipeline,
         recipe,
         out,
-        defaults={"fps": recipe.fps, "resolution": recipe.resolution},
+        defaults=pipeline_defaults(recipe),
         tokenizer=tokenizer,
         transformer=transformer,
     )
