@@ -46,7 +46,9 @@ def count_parameters(module: nn.Module) -> int:
 
 
 @dataclass
-class _PeerOutput:
+class PeerOutput:
+    """What a peer pipeline returns, like ``PipelineOutput``: uint8 frames per prompt."""
+
     frames: list[np.ndarray]  # uint8 (T, H, W, 3) per prompt
 
 
@@ -86,7 +88,7 @@ class DiffusersPeer:
         seed: int = 0,
         callback: Callable[[int, int, torch.Tensor], None] | None = None,
         progress: bool = False,
-    ) -> _PeerOutput:
+    ) -> PeerOutput:
         steps = int(num_inference_steps or self.defaults["num_inference_steps"])
         guidance = self.defaults["guidance_scale"] if guidance_scale is None else guidance_scale
         states = self.random_states
@@ -105,7 +107,7 @@ class DiffusersPeer:
             callback=None if callback is None else (lambda i, t, z: callback(i, steps, z)),
         ).frames  # (B, T, C, H, W) in [0, 1]
         frames = (video.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2)
-        return _PeerOutput(frames=list(frames.numpy()))
+        return PeerOutput(frames=list(frames.numpy()))
 
 
 def match_widths(

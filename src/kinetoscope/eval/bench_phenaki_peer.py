@@ -34,16 +34,14 @@ import math
 import sys
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from kinetoscope.autoencoders.cvivit import check_num_frames
-from kinetoscope.eval.bench_peer import count_parameters, match_widths
+from kinetoscope.eval.bench_peer import PeerOutput, count_parameters, match_widths
 from kinetoscope.eval.bench_report import RATIO_KEYS, TARGET_PEAK_MB
 
 logger = logging.getLogger(__name__)
@@ -115,11 +113,6 @@ def phenaki_match(pipe: Any) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- the peer
 
 
-@dataclass
-class _PeerOutput:
-    frames: list[np.ndarray]  # uint8 (T, H, W, 3) per prompt
-
-
 class PhenakiPytorchPeer:
     """phenaki-pytorch's ``Phenaki.sample`` behind the kinetoscope call convention.
 
@@ -178,7 +171,7 @@ class PhenakiPytorchPeer:
         seed: int = 0,
         callback: Callable[[int, int, torch.Tensor], None] | None = None,
         progress: bool = False,
-    ) -> _PeerOutput:
+    ) -> PeerOutput:
         """One clip of ``num_frames`` (1 + 2k) frames; ``progress`` is accepted and ignored."""
         num_frames = int(num_frames or self.defaults["num_frames"])
         check_num_frames(num_frames)
@@ -196,7 +189,7 @@ class PhenakiPytorchPeer:
         finally:
             self._on_step = None
         frames = (video.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 4, 1)
-        return _PeerOutput(frames=list(frames.numpy()))  # (T, H, W, C) each
+        return PeerOutput(frames=list(frames.numpy()))  # (T, H, W, C) each
 
 
 def _peer_tokenizer(
