@@ -98,3 +98,15 @@ def test_load_reports_missing_model(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="Known models"):
         kinetoscope.load(tmp_path / "nothing-here")
+
+
+def test_bfloat16_precision_stays_close_to_float32_and_is_recorded(pipe):
+    prompt = "the digit 1 is moving up"
+    full = pipe(prompt, seed=5, progress=False).frames[0]
+    half = pipe(prompt, seed=5, progress=False, precision="bfloat16").frames[0]
+    assert full.metadata["precision"] == "float32" and half.metadata["precision"] == "bfloat16"
+    diff = np.abs(full.frames.astype(int) - half.frames.astype(int))
+    assert diff.mean() < 3.0  # bf16 rounding of the denoiser, not a different sample
+    assert diff.max() > 0  # and the denoiser really ran in bf16
+    with pytest.raises(ValueError, match="unknown precision 'float8'"):
+        pipe(prompt, progress=False, precision="float8")
