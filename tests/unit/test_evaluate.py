@@ -47,3 +47,6 @@ def test_report_of_random_model(tmp_path, fake_text_encoder):
         assert (tmp_path / "rep" / name).stat().st_size > 0
     saved = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert len(saved["samples"]) == 3 and all(not s["correct"] for s in saved["samples"])
+    # a random model shows no readable object: stability is reported as such, not as a number
+    assert saved["temporal"]["identity_stability"] is None
+    assert "Identity stability" in (tmp_path / "rep" / "report.md").read_text()

@@ -206,3 +206,20 @@ def test_ensemble_averages_member_probabilities(tmp_path):
     assert isinstance(loaded, digits.DigitEnsemble) and len(loaded.members) == 3
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), ensemble(x))
+
+
+def test_identity_stability_is_high_on_ground_truth_and_averages_objects(judge, clips):
+    from kinetoscope.eval.temporal import identity_stability
+
+    clip = clips["shapes-1"][0]
+    frames, expected, world = clip.frames, truth(clip), clip.world
+    steady = judge.judge(frames, expected, world=world)
+    assert identity_stability([steady]) > 0.95
+    # the mean over every object's identity readings (one track flipping digit half the time)
+    flipping = Verdict(
+        correct=False,
+        attributes={},
+        objects=[{"identity_share": {"digit": 0.5}}, {"identity_share": {"digit": 1.0}}],
+    )
+    assert identity_stability([flipping]) == pytest.approx(0.75)
+    assert identity_stability([Verdict(correct=False, attributes={})]) is None

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from kinetoscope.eval.temporal import flicker
+from kinetoscope.eval.temporal import flicker, identity_stability
 
 logger = logging.getLogger(__name__)
 
@@ -180,6 +180,7 @@ def evaluate(
         "temporal": {
             "flicker_generated": float(np.mean([flicker(v.frames) for v in videos])),
             "flicker_real": float(np.mean([flicker(c) for c in real_clips])),
+            "identity_stability": identity_stability(verdicts),
         },
         "frechet": _frechet(world, split, real_clips, [v.frames for v in videos], seed),
         "samples": _sample_rows(prompts, verdicts),
@@ -285,6 +286,10 @@ def contact_sheet(
     return path
 
 
+def _format_share(value: float | None) -> str:
+    return "no object was read" if value is None else f"{value:.1%}"
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     proto, speed, temporal = report["protocol"], report["speed"], report["temporal"]
     lines = [
@@ -305,6 +310,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"- Fréchet distance: {fr_line}",
         f"- Flicker (mean |Δframe|): generated {temporal['flicker_generated']:.2f}, real {temporal['flicker_real']:.2f}",
+        f"- Identity stability (mean share of frames agreeing with an object's majority identity): {_format_share(temporal.get('identity_stability'))}",
         f"- Speed: {speed['seconds_per_clip']:.2f} s/clip (batch {speed['batch_size']}), peak RSS {speed['peak_rss_mb']:.0f} MB",
         "",
         "![confusion](confusion.png)",

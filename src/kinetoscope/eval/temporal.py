@@ -6,6 +6,9 @@
 - ``flicker_error``: mean |(x̂[t+1] - x̂[t]) - (x[t+1] - x[t])| between a reconstruction and its
   source, which isolates flicker an autoencoder adds.
 - ``psnr``: peak signal-to-noise ratio of uint8 frames.
+- ``identity_stability``: for the worlds, how steadily each judged object keeps one identity
+  over the frames: the mean share of its readable frames that agree with its majority
+  reading (digit class; or colour and shape), from the judge's verdicts. 1.0 = never changes.
 """
 
 from __future__ import annotations
@@ -39,3 +42,15 @@ def psnr(recon: np.ndarray, target: np.ndarray) -> float:
     """PSNR in dB of uint8 frames (inf when identical)."""
     mse = float(((_as_float(recon) - _as_float(target)) ** 2).mean())
     return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
+
+
+def identity_stability(verdicts: list) -> float | None:
+    """Mean identity share over every judged object of ``verdicts`` (judge Verdicts); None
+    when no object's identity could be read at all."""
+    shares = [
+        share
+        for verdict in verdicts
+        for obj in verdict.objects
+        for share in obj.get("identity_share", {}).values()
+    ]
+    return float(np.mean(shares)) if shares else None
