@@ -145,6 +145,8 @@ class TextToVideoPipeline(Pipeline):
         steps = self._count_option(num_inference_steps, "num_inference_steps")
         guidance = float(self._option(guidance_scale, "guidance_scale"))
         fps = float(fps or self.defaults["fps"])
+        precision = self._option(precision, "precision")
+        autocast = self._autocast(precision)  # checked before any work
         sched = self.make_scheduler(scheduler)
         sched.set_timesteps(steps, device=self.device)
 
@@ -160,7 +162,6 @@ class TextToVideoPipeline(Pipeline):
         shape = (self.unet.config.latent_channels, num_frames, latent_size, latent_size)
         latents = randn(shape, generators, self.device, torch.float32) * sched.init_noise_sigma
 
-        autocast = self._autocast(self._option(precision, "precision"))
         for i, t in enumerate(tqdm(sched.timesteps, disable=not progress, desc="denoising")):
             model_in = torch.cat([latents, latents]) if guided else latents
             model_in = sched.scale_model_input(model_in, t)
@@ -184,6 +185,6 @@ class TextToVideoPipeline(Pipeline):
             guidance_scale=guidance,
             scheduler=scheduler,
             num_frames=num_frames,
-            precision=self._option(precision, "precision"),
+            precision=precision,
         )
         return PipelineOutput(frames=videos)
