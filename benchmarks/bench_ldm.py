@@ -79,20 +79,24 @@ def profile_ours(model: str, *, threads: int) -> str:
     return profile_generation(pipe, prompt="the digit 7 is moving up", **settings)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--model", default="ldm-mnist", help="installed model name or saved directory"
-    )
+def benchmark_parser(description: str, *, model: str) -> argparse.ArgumentParser:
+    """The options every issue-level benchmark shares: model (or its recipe), threads, repeats."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--model", default=model, help="installed model name or saved directory")
     parser.add_argument(
         "--recipe",
         type=Path,
-        default=ROOT / "configs" / "ldm-mnist.yaml",
+        default=ROOT / "configs" / f"{model}.yaml",
         help="recipe used (random weights) when the model is not installed",
     )
     parser.add_argument("--threads", type=int, default=2, help="torch threads per system")
     parser.add_argument("--repeats", type=int, default=3, help="timed generations per system")
     parser.add_argument("--warmup", type=int, default=1, help="untimed generations first")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = benchmark_parser(__doc__.split("\n\n")[0], model="ldm-mnist")
     parser.add_argument(
         "--steps", type=int, default=None, help="sampling steps (default: the model's)"
     )

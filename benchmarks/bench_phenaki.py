@@ -24,7 +24,6 @@ that replaces the CPU torch build); only its sampler's imports are needed:
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -126,19 +125,9 @@ def prepare_ours(model: str, workdir: Path) -> tuple[str, dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--model", default="phenaki-mnist", help="installed model name or saved directory"
-    )
-    parser.add_argument(
-        "--recipe",
-        type=Path,
-        default=ROOT / "configs" / "phenaki-mnist.yaml",
-        help="recipe used (random weights) when the model is not installed",
-    )
-    parser.add_argument("--threads", type=int, default=2, help="torch threads per system")
-    parser.add_argument("--repeats", type=int, default=3, help="timed generations per system")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed generations first")
+    from bench_ldm import benchmark_parser  # benchmarks/ is on sys.path when run as a script
+
+    parser = benchmark_parser(__doc__.split("\n\n")[0], model="phenaki-mnist")
     parser.add_argument("--quick", action="store_true", help="1 repeat, no warm-up (for tests)")
     parser.add_argument("--prompt", default="the digit 7 is moving up")
     parser.add_argument(
