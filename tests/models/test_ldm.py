@@ -258,3 +258,99 @@ def test_stage_two_starts_from_stage_one_spatial_weights(tmp_path):
             image(x, torch.tensor([10]), emb, mask, use_temporal=False),
             atol=1e-5,
         )
+
+
+@pytest.mark.parametrize("kernel", [3, (3, 3, 3), (5, 3, 3)])
+def test_temporal_conv_block_equals_a_zero_padded_conv3d(kernel):
+    """The 2-D convolution paths compute exactly the Conv3d their weights describe."""
+    import torch.nn.functional as F
+    from einops import rearrange
+
+    from kinetoscope.nn.blocks import TemporalConvBlock
+
+    torch.manual_seed(0)
+    block = TemporalConvBlock(8, kernel_size=kernel)
+    torch.nn.init.normal_(block.conv2.weight, std=0.1)
+    x = torch.randn(2 * 6, 8, 10, 10)
+
+    def conv3d(conv, frames):
+        clips = rearrange(F.silu(frames), "(b t) c h w -> b c t h w", t=6)
+        out = F.conv3d(clips, conv.weight, conv.bias, padding=conv.padding)
+        return rearrange(out, "b c t h w -> (b t) c h w")
+
+    expected = x + conv3d(block.conv2, block.norm2(conv3d(block.conv1, block.norm1(x))))
+    assert torch.allclose(block(x, num_frames=6), expected, atol=1e-5)
+
+
+def test_spatio_temporal_kernel_can_shift_content_between_frames():
+    """A (3, 3, 3) kernel can copy the previous frame one pixel to the right; (3, 1, 1) cannot."""
+    from kinetoscope.nn.blocks import TemporalConvBlock
+
+    frames = torch.zeros(4, 1, 5, 5)
+    frames[0, 0, 2, 1] = 1.0  # a dot in frame 0, nothing in later frames
+    for kernel, reaches in (((3, 3, 3), True), ((3, 1, 1), False)):
+        conv = TemporalConvBlock(1, kernel_size=kernel).conv1
+        with torch.no_grad():
+            conv.weight.zero_()
+            conv.bias.zero_()
+            conv.weight[0, 0, 0, kernel[1] // 2, 0] = 1.0  # read frame t-1 at (y, x-1)
+        silu_dot = torch.nn.functional.silu(torch.tensor(1.0))
+        out = TemporalConvBlock._conv(conv, frames, 4)
+        assert torch.isclose(out[1, 0, 2, 2], silu_dot) == reaches
+        assert torch.isclose(out[1, 0, 2, 1], silu_dot) != reaches
+
+
+def test_temporal_conv_block_rejects_even_or_anisotropic_kernels():
+    from kinetoscope.nn.blocks import TemporalConvBlock
+
+    for kernel in (2, (3, 2, 2), (3, 3, 1)):
+        with pytest.raises(ValueError, match="kernel_size"):
+            TemporalConvBlock(4, kernel_size=kernel)
+
+
+def test_spatio_temporal_unet_starts_as_the_image_model_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    unet = VideoUNet(**TINY_UNET, temporal_kernel=(3, 3, 3), temporal_conditioning=True).eval()
+    conv = unet.down_blocks[0].temporal_conv
+    assert conv.conv1.kernel_size == (3, 3, 3)
+    assert {id(p) for p in conv.emb_proj.parameters()} <= {
+        id(p) for p in unet.temporal_parameters()
+    }
+    x = torch.randn(1, 4, 5, 8, 8)
+    emb, mask = text(1)
+    with torch.no_grad():
+        video = unet(x, torch.tensor([400]), emb, mask)
+        image = unet(x, torch.tensor([400]), emb, mask, use_temporal=False)
+        assert torch.allclose(video, image, atol=1e-5)
+        perturb_temporal(unet)
+        moved = unet(x, torch.tensor([400]), emb, mask)
+    unet.save_pretrained(tmp_path / "unet")
+    loaded = VideoUNet.from_pretrained(tmp_path / "unet").eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(x, torch.tensor([400]), emb, mask), moved)
+
+
+def test_conditioned_temporal_convolutions_get_gradients_and_see_the_embedding():
+    torch.manual_seed(0)
+    unet = VideoUNet(**TINY_UNET, temporal_kernel=(3, 3, 3), temporal_conditioning=True)
+    perturb_temporal(unet)
+    with torch.no_grad():
+        unet.conv_out.weight.normal_(0, 0.1)
+    sched = DDPMScheduler(num_train_timesteps=100)
+    emb, mask = text(2)
+    latents = torch.randn(2, 4, 4, 8, 8)
+    denoising_loss(unet, sched, latents, emb, mask, use_temporal=True).backward()
+    for name, p in unet.named_parameters():
+        if "temporal_conv" in name:
+            assert p.grad is not None and p.grad.any(), name
+    # The timestep reaches the temporal branch through emb_proj: zeroing it changes the output.
+    block = unet.down_blocks[0]
+    x, e = torch.randn(4, 16, 8, 8), torch.randn(4, 4 * 16)
+    with torch.no_grad():
+        before = block.temporal_conv(x, num_frames=4, emb=e)
+        block.temporal_conv.emb_proj.weight.zero_()
+        block.temporal_conv.emb_proj.bias.zero_()
+        after = block.temporal_conv(x, num_frames=4, emb=e)
+    assert not torch.allclose(before, after)
+    with pytest.raises(ValueError, match="pass emb"):
+        block.temporal_conv(x, num_frames=4)

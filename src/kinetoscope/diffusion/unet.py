@@ -93,6 +93,8 @@ class SpatioTemporalBlock(nn.Module):
         num_heads: int,
         spatial_attention: bool,
         temporal_attention: bool,
+        temporal_kernel: tuple[int, int, int] = (3, 1, 1),
+        temporal_conditioning: bool = False,
     ) -> None:
         super().__init__()
         self.res = ResBlock(in_channels, out_channels, emb_dim=emb_dim)
@@ -101,7 +103,11 @@ class SpatioTemporalBlock(nn.Module):
             if spatial_attention
             else None
         )
-        self.temporal_conv = TemporalConvBlock(out_channels)
+        self.temporal_conv = TemporalConvBlock(
+            out_channels,
+            kernel_size=tuple(temporal_kernel),
+            emb_dim=emb_dim if temporal_conditioning else None,
+        )
         self.temporal_attn = (
             TemporalTransformer(out_channels, num_heads=num_heads, context_dim=context_dim)
             if temporal_attention
@@ -119,7 +125,7 @@ class SpatioTemporalBlock(nn.Module):
             h = self.attn(h, context, context_mask)  # each clip's frames share its prompt
         if not use_temporal:
             return h
-        t = self.temporal_conv(h, num_frames=num_frames)
+        t = self.temporal_conv(h, num_frames=num_frames, emb=emb)
         if self.temporal_attn is not None:
             t = self.temporal_attn(t, context, context_mask, num_frames=num_frames)
         return self.mix(h, t)
@@ -134,6 +140,10 @@ class VideoUNet(ModelMixin, ConfigMixin):
         layers_per_level: blocks per level on the way down (one more on the way up).
         attention_levels: levels that have spatial cross-attention (by index).
         temporal_attention_levels: levels whose temporal layers include attention over frames.
+        temporal_kernel: (k, s, s) of the temporal convolutions: (3, 1, 1) per pixel, or a
+            spatial extent s > 1 that lets them shift content between frames.
+        temporal_conditioning: the temporal convolutions also see the timestep and pooled-text
+            embedding (so they can tell the noise level and the asked motion apart).
         num_heads: attention heads everywhere.
         text_dim: width D of the text encoder's token states.
     """
@@ -147,6 +157,8 @@ class VideoUNet(ModelMixin, ConfigMixin):
         layers_per_level: int = 1,
         attention_levels: tuple[int, ...] = (1, 2),
         temporal_attention_levels: tuple[int, ...] = (0, 1, 2),
+        temporal_kernel: tuple[int, int, int] = (3, 1, 1),
+        temporal_conditioning: bool = False,
         num_heads: int = 4,
         text_dim: int = 384,
     ) -> None:
@@ -168,6 +180,8 @@ class VideoUNet(ModelMixin, ConfigMixin):
                 num_heads=num_heads,
                 spatial_attention=level in attention_levels,
                 temporal_attention=level in temporal_attention_levels,
+                temporal_kernel=temporal_kernel,
+                temporal_conditioning=temporal_conditioning,
             )
 
         self.down_blocks = nn.ModuleList()

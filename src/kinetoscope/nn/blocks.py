@@ -91,41 +91,78 @@ class AlphaMix(nn.Module):
 
 
 class TemporalConvBlock(nn.Module):
-    """Residual 1D convolutions over time at every pixel (a (3, 1, 1) 3D convolution).
+    """Residual 3D convolutions over time: (k, 1, 1) per pixel by default, or (k, s, s).
 
     Acts on frames (B*T, C, H, W) regrouped into clips of ``num_frames``; zero padding in
-    time, so a clip's first and last frames see only their existing neighbours.
+    time, so a clip's first and last frames see only their existing neighbours. A spatial
+    extent ``s > 1`` lets a frame read its neighbours' features from nearby positions, so
+    the block can move content by up to s // 2 pixels per frame (a per-pixel kernel can only
+    fade it in and out).
+
+    Args:
+        channels: C.
+        kernel_size: k, or (k, s, s) with odd k and s.
+        emb_dim: width of a per-frame conditioning vector (timestep and pooled text in the
+            UNet) added between the two convolutions, as in ``ResBlock``; None: unconditioned.
     """
 
-    def __init__(self, channels: int, *, kernel_size: int = 3) -> None:
+    def __init__(
+        self,
+        channels: int,
+        *,
+        kernel_size: int | tuple[int, int, int] = 3,
+        emb_dim: int | None = None,
+    ) -> None:
         super().__init__()
-        padding = (kernel_size // 2, 0, 0)
+        kernel = (kernel_size, 1, 1) if isinstance(kernel_size, int) else tuple(kernel_size)
+        if len(kernel) != 3 or kernel[1] != kernel[2] or any(k % 2 == 0 for k in kernel):
+            raise ValueError(f"kernel_size must be odd k or (k, s, s) with odd k, s; got {kernel}")
+        padding = tuple(k // 2 for k in kernel)
         self.norm1 = group_norm(channels)
-        self.conv1 = nn.Conv3d(channels, channels, (kernel_size, 1, 1), padding=padding)
+        self.conv1 = nn.Conv3d(channels, channels, kernel, padding=padding)
+        self.emb_proj = nn.Linear(emb_dim, channels) if emb_dim else None
         self.norm2 = group_norm(channels)
-        self.conv2 = nn.Conv3d(channels, channels, (kernel_size, 1, 1), padding=padding)
+        self.conv2 = nn.Conv3d(channels, channels, kernel, padding=padding)
         nn.init.zeros_(self.conv2.weight)  # starts as the identity (see AlphaMix)
         nn.init.zeros_(self.conv2.bias)
 
-    def forward(self, x: torch.Tensor, *, num_frames: int) -> torch.Tensor:
-        """x (B*T, C, H, W) -> (B*T, C, H, W).
+    def forward(
+        self, x: torch.Tensor, *, num_frames: int, emb: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x (B*T, C, H, W), emb (B*T, E) -> (B*T, C, H, W).
 
         Norms act per frame, so each output frame depends only on frames within the
         convolutions' reach (this is what makes chunked decoding exact).
         """
         h = self._conv(self.conv1, self.norm1(x), num_frames)
+        if self.emb_proj is not None:
+            if emb is None:
+                raise ValueError("this temporal block is conditioned: pass emb")
+            h = h + self.emb_proj(F.silu(emb))[:, :, None, None]
         h = self._conv(self.conv2, self.norm2(h), num_frames)
         return x + h
 
     @staticmethod
     def _conv(conv: nn.Conv3d, x: torch.Tensor, num_frames: int) -> torch.Tensor:
-        """The (k, 1, 1) Conv3d applied as a (k, 1) Conv2d over (time, pixels).
+        """The Conv3d computed with 2-D convolutions (same weights, same result).
 
-        Same weights and result, but CPU backends have fast 2-D kernels where a 3-D
-        convolution falls back to a slow reference path (3x the UNet's conv time).
+        CPU backends have fast 2-D kernels where a 3-D convolution falls back to a slow
+        reference path (3x the UNet's conv time). A (k, 1, 1) kernel runs as a (k, 1) conv
+        over (time, pixels); a (k, s, s) kernel as an (s, s) conv over each frame stacked
+        with its k - 1 zero-padded time neighbours along the channels.
         """
-        width = x.shape[-1]
-        h = rearrange(F.silu(x), "(b t) c h w -> b c t (h w)", t=num_frames)
-        weight = conv.weight.squeeze(-1)  # (Cout, Cin, k, 1, 1) -> (Cout, Cin, k, 1)
-        h = F.conv2d(h, weight, conv.bias, padding=(conv.padding[0], 0))
-        return rearrange(h, "b c t (h w) -> (b t) c h w", w=width)
+        k, s, _ = conv.kernel_size
+        x = F.silu(x)
+        if s == 1:
+            width = x.shape[-1]
+            h = rearrange(x, "(b t) c h w -> b c t (h w)", t=num_frames)
+            weight = conv.weight.squeeze(-1)  # (Cout, Cin, k, 1, 1) -> (Cout, Cin, k, 1)
+            h = F.conv2d(h, weight, conv.bias, padding=(conv.padding[0], 0))
+            return rearrange(h, "b c t (h w) -> (b t) c h w", w=width)
+        clips = rearrange(x, "(b t) c h w -> b t c h w", t=num_frames)
+        pad = k // 2
+        clips = F.pad(clips, (0, 0, 0, 0, 0, 0, pad, pad))  # zero frames before and after
+        stacked = torch.cat([clips[:, j : j + num_frames] for j in range(k)], dim=2)
+        weight = rearrange(conv.weight, "o i k h w -> o (k i) h w")
+        h = F.conv2d(stacked.flatten(0, 1), weight, conv.bias, padding=s // 2)
+        return h
