@@ -354,3 +354,112 @@ def test_conditioned_temporal_convolutions_get_gradients_and_see_the_embedding()
     assert not torch.allclose(before, after)
     with pytest.raises(ValueError, match="pass emb"):
         block.temporal_conv(x, num_frames=4)
+
+
+def test_per_frame_timesteps_match_a_shared_timestep_and_are_checked():
+    torch.manual_seed(0)
+    unet = VideoUNet(**TINY_UNET, norm_group_size=4, scale_shift=True).eval()
+    perturb_temporal(unet)
+    with torch.no_grad():  # the zero-initialised output conv, as after training
+        unet.conv_out.weight.normal_(0, 0.1)
+    x = torch.randn(2, 4, 3, 8, 8)
+    emb, mask = text(2)
+    with torch.no_grad():
+        shared = unet(x, torch.tensor([7, 300]), emb, mask)
+        per_frame = unet(x, torch.tensor([[7, 7, 7], [300, 300, 300]]), emb, mask)
+        mixed = unet(x, torch.tensor([[0, 7, 7], [300, 300, 300]]), emb, mask)
+    assert torch.allclose(shared, per_frame, atol=1e-6)
+    assert not torch.allclose(shared[0], mixed[0], atol=1e-4)
+    assert torch.allclose(shared[1], mixed[1], atol=1e-6)  # clip 1 is unchanged
+    with pytest.raises(ValueError, match="per-frame timesteps"):
+        unet(x, torch.zeros(2, 4, dtype=torch.long), emb, mask)
+
+
+class _Recorder(torch.nn.Module):
+    """Stands in for the UNet: records its inputs and predicts a learnable constant."""
+
+    def __init__(self):
+        super().__init__()
+        self.bias = torch.nn.Parameter(torch.zeros(()))
+        self.seen = None
+
+    def forward(self, sample, timestep, text_emb, text_mask, *, use_temporal):
+        self.seen = (sample.detach().clone(), timestep)
+        return torch.zeros_like(sample) + self.bias
+
+
+def test_context_frames_enter_clean_at_timestep_zero_and_leave_the_loss():
+    from kinetoscope.train.ldm import draw_context_frames
+
+    torch.manual_seed(0)
+    sched = DDPMScheduler(num_train_timesteps=100, prediction_type="v_prediction")
+    latents = torch.randn(2, 4, 5, 8, 8)
+    emb, mask = text(2)
+    model = _Recorder()
+    context = torch.tensor([2, 0])
+    torch.manual_seed(1)
+    loss = denoising_loss(
+        model, sched, latents, emb, mask, use_temporal=True, context_frames=context
+    )
+    sample, timestep = model.seen
+    assert torch.equal(sample[0, :, :2], latents[0, :, :2])  # clean context
+    assert not torch.allclose(sample[0, :, 2:], latents[0, :, 2:])  # noised rest
+    assert not torch.allclose(sample[1, :, :1], latents[1, :, :1])  # clip 1 has no context
+    assert timestep.shape == (2, 5) and timestep[0, :2].eq(0).all()
+    assert timestep[0, 2:].eq(timestep[0, 2]).all() and timestep[1].eq(timestep[1, 0]).all()
+    # The loss is the mean over denoised frames only: recompute it from the recorded target.
+    torch.manual_seed(1)
+    noise = torch.randn_like(latents)
+    t = torch.randint(0, 100, (2,))
+    target = sched.get_velocity(latents, noise, t)
+    keep = torch.ones(2, 1, 5, 1, 1, dtype=torch.bool)
+    keep[0, :, :2] = False
+    expected = (target**2 * keep).sum() / (keep.expand_as(target)).sum()
+    assert torch.allclose(loss, expected)
+    with pytest.raises(ValueError, match="at least one frame"):
+        denoising_loss(
+            model, sched, latents, emb, mask, use_temporal=True, context_frames=torch.tensor([5, 1])
+        )
+    counts = draw_context_frames(4000, fraction=0.75, max_frames=2)
+    assert set(counts.tolist()) == {0, 1, 2}
+    assert abs((counts == 0).float().mean().item() - 0.25) < 0.03
+
+
+def test_group_norm_group_sizes():
+    from kinetoscope.nn.blocks import group_norm
+
+    assert [group_norm(c).num_groups for c in (32, 64, 96, 160, 3)] == [32, 32, 32, 32, 1]
+    assert [group_norm(c, min_group_size=4).num_groups for c in (32, 64, 96, 8, 3)] == [
+        8,
+        16,
+        16,
+        2,
+        1,
+    ]
+
+
+@pytest.mark.parametrize(("group_size", "scale_shift", "sees_timestep"), [
+    (1, False, False), (4, False, True), (1, True, True), (4, True, True)
+])  # fmt: skip
+def test_timestep_reaches_the_features_unless_the_norm_erases_it(
+    group_size, scale_shift, sees_timestep
+):
+    """An embedding added before a one-channel-per-group norm is cancelled exactly; larger
+    groups or FiLM scale-shift keep it (this is why new recipes use both)."""
+    torch.manual_seed(0)
+    unet = VideoUNet(
+        channels=(32,),
+        attention_levels=(),
+        temporal_attention_levels=(),
+        num_heads=2,
+        text_dim=16,
+        norm_group_size=group_size,
+        scale_shift=scale_shift,
+    ).eval()
+    with torch.no_grad():
+        unet.conv_out.weight.normal_(0, 0.1)
+    x = torch.randn(1, 4, 2, 8, 8)
+    emb, mask = text(1)
+    with torch.no_grad():
+        early, late = (unet(x, torch.tensor([t]), emb, mask) for t in (10, 900))
+    assert (not torch.allclose(early, late, atol=1e-4)) == sees_timestep

@@ -110,3 +110,58 @@ def test_bfloat16_precision_stays_close_to_float32_and_is_recorded(pipe):
     assert diff.max() > 0  # and the denoiser really ran in bf16
     with pytest.raises(ValueError, match="unknown precision 'float8'"):
         pipe(prompt, progress=False, precision="float8")
+
+
+@pytest.mark.parametrize("scheduler", ["dpmpp", "euler"])
+def test_image_first_frame_is_the_image_models_frame_and_stays_fixed(pipe, scheduler):
+    """first_frame="image": frame 0 comes from the image model alone, then every step of the
+    video pass keeps it as given (a clean context frame)."""
+    import torch
+
+    from kinetoscope.pipelines.base import randn, sample_generators
+
+    with torch.no_grad():  # temporal layers as after training: the video model != image model
+        for param in pipe.unet.temporal_parameters():
+            if param.dim() > 0 and not param.any():
+                param.normal_(0, 0.2)
+    seen = []
+    out = pipe(
+        "a red circle",
+        seed=5,
+        scheduler=scheduler,
+        first_frame="image",
+        guidance_scale=3.0,
+        progress=False,
+        callback=lambda i, n, z: seen.append(z.clone()),
+    )
+    assert out.frames[0].metadata["first_frame"] == "image"
+    # Two passes of 2 steps: the image pass (1 frame) then the video pass (4 frames).
+    assert [z.shape[2] for z in seen] == [4, 4]  # the callback follows the video pass only
+    assert torch.equal(seen[0][:, :, :1], seen[1][:, :, :1])
+    generators, _ = sample_generators(1, seed=5, generator=None, device="cpu")
+    noise = randn((4, 4, 8, 8), generators, "cpu", torch.float32)
+    emb, mask = pipe.text_encoder.encode(["a red circle", ""])
+    image = pipe._denoise(
+        noise[:, :, :1],
+        scheduler=scheduler,
+        steps=2,
+        guidance=3.0,
+        emb=emb,
+        mask=mask,
+        autocast=pipe._autocast("float32"),
+        progress=False,
+        use_temporal=False,
+    )
+    assert torch.allclose(seen[-1][:, :, :1], image)
+    joint = []
+    pipe(
+        "a red circle",
+        seed=5,
+        scheduler=scheduler,
+        guidance_scale=3.0,
+        progress=False,
+        callback=lambda i, n, z: joint.append(z),
+    )
+    assert not torch.allclose(joint[-1][:, :, :1], image, atol=1e-4)
+    with pytest.raises(ValueError, match="first_frame"):
+        pipe("a red circle", first_frame="last", progress=False)

@@ -38,9 +38,11 @@ from kinetoscope.nn.embeddings import sinusoidal_embedding
 class SpatialTransformer(nn.Module):
     """Self- and cross-attention over the h*w positions of each frame."""
 
-    def __init__(self, channels: int, *, num_heads: int, context_dim: int) -> None:
+    def __init__(
+        self, channels: int, *, num_heads: int, context_dim: int, norm_group_size: int = 1
+    ) -> None:
         super().__init__()
-        self.norm = group_norm(channels)
+        self.norm = group_norm(channels, min_group_size=norm_group_size)
         self.proj_in = nn.Conv2d(channels, channels, 1)
         self.block = TransformerBlock(channels, num_heads=num_heads, context_dim=context_dim)
         self.proj_out = nn.Conv2d(channels, channels, 1)
@@ -58,10 +60,12 @@ class SpatialTransformer(nn.Module):
 class TemporalTransformer(nn.Module):
     """Attention over the T frames at each latent pixel, plus cross-attention to the text."""
 
-    def __init__(self, channels: int, *, num_heads: int, context_dim: int) -> None:
+    def __init__(
+        self, channels: int, *, num_heads: int, context_dim: int, norm_group_size: int = 1
+    ) -> None:
         super().__init__()
         self.channels = channels
-        self.norm = group_norm(channels)
+        self.norm = group_norm(channels, min_group_size=norm_group_size)
         self.block = TransformerBlock(channels, num_heads=num_heads, context_dim=context_dim)
         self.proj_out = nn.Linear(channels, channels)
         nn.init.zeros_(self.proj_out.weight)  # starts as the identity (see AlphaMix)
@@ -95,11 +99,16 @@ class SpatioTemporalBlock(nn.Module):
         temporal_attention: bool,
         temporal_kernel: tuple[int, int, int] = (3, 1, 1),
         temporal_conditioning: bool = False,
+        norm_group_size: int = 1,
+        scale_shift: bool = False,
     ) -> None:
         super().__init__()
-        self.res = ResBlock(in_channels, out_channels, emb_dim=emb_dim)
+        norms = {"norm_group_size": norm_group_size}
+        self.res = ResBlock(
+            in_channels, out_channels, emb_dim=emb_dim, scale_shift=scale_shift, **norms
+        )
         self.attn = (
-            SpatialTransformer(out_channels, num_heads=num_heads, context_dim=context_dim)
+            SpatialTransformer(out_channels, num_heads=num_heads, context_dim=context_dim, **norms)
             if spatial_attention
             else None
         )
@@ -107,9 +116,11 @@ class SpatioTemporalBlock(nn.Module):
             out_channels,
             kernel_size=tuple(temporal_kernel),
             emb_dim=emb_dim if temporal_conditioning else None,
+            scale_shift=scale_shift,
+            **norms,
         )
         self.temporal_attn = (
-            TemporalTransformer(out_channels, num_heads=num_heads, context_dim=context_dim)
+            TemporalTransformer(out_channels, num_heads=num_heads, context_dim=context_dim, **norms)
             if temporal_attention
             else None
         )
@@ -144,6 +155,11 @@ class VideoUNet(ModelMixin, ConfigMixin):
             spatial extent s > 1 that lets them shift content between frames.
         temporal_conditioning: the temporal convolutions also see the timestep and pooled-text
             embedding (so they can tell the noise level and the asked motion apart).
+        norm_group_size: smallest number of channels per GroupNorm group. 1 (the default of
+            earlier models) normalises 32-channel features channel by channel, which erases
+            an embedding added per channel; 4 or more keeps it.
+        scale_shift: inject the timestep/text embedding as FiLM scale and shift after the
+            norm (robust to any grouping) instead of adding it before.
         num_heads: attention heads everywhere.
         text_dim: width D of the text encoder's token states.
     """
@@ -159,6 +175,8 @@ class VideoUNet(ModelMixin, ConfigMixin):
         temporal_attention_levels: tuple[int, ...] = (0, 1, 2),
         temporal_kernel: tuple[int, int, int] = (3, 1, 1),
         temporal_conditioning: bool = False,
+        norm_group_size: int = 1,
+        scale_shift: bool = False,
         num_heads: int = 4,
         text_dim: int = 384,
     ) -> None:
@@ -182,6 +200,8 @@ class VideoUNet(ModelMixin, ConfigMixin):
                 temporal_attention=level in temporal_attention_levels,
                 temporal_kernel=temporal_kernel,
                 temporal_conditioning=temporal_conditioning,
+                norm_group_size=norm_group_size,
+                scale_shift=scale_shift,
             )
 
         self.down_blocks = nn.ModuleList()
@@ -208,7 +228,7 @@ class VideoUNet(ModelMixin, ConfigMixin):
                 width = channels[level]
             if level > 0:
                 self.upsamplers.append(Upsample(width))
-        self.norm_out = group_norm(width)
+        self.norm_out = group_norm(width, min_group_size=norm_group_size)
         self.conv_out = nn.Conv2d(width, latent_channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
@@ -242,7 +262,8 @@ class VideoUNet(ModelMixin, ConfigMixin):
 
         Args:
             sample: noisy latents (B, Z, T, h, w).
-            timestep: (B,) or scalar diffusion timesteps.
+            timestep: scalar, (B,), or (B, T) per-frame diffusion timesteps (context frames
+                given clean carry timestep 0).
             text_emb: (B, L, D) token states; text_mask: (B, L) True for real tokens.
             use_temporal: False runs the image model only (stage 1, frames independent).
         Returns:
@@ -254,14 +275,23 @@ class VideoUNet(ModelMixin, ConfigMixin):
         levels = len(self.config.channels) - 1
         if height % (2**levels) or width % (2**levels):
             raise ValueError(f"latent size {height}x{width} must be divisible by {2**levels}")
-        timestep = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(batch)
+        timestep = torch.as_tensor(timestep, device=sample.device)
+        if timestep.ndim == 2:
+            if timestep.shape != (batch, num_frames):
+                raise ValueError(
+                    f"per-frame timesteps must be (B, T) = {(batch, num_frames)}, "
+                    f"got {tuple(timestep.shape)}"
+                )
+            frame_timesteps = timestep.reshape(-1)  # (B*T,)
+        else:
+            frame_timesteps = timestep.reshape(-1).expand(batch).repeat_interleave(num_frames)
         text_mask = text_mask.bool()
         pooled = (text_emb * text_mask[..., None]).sum(1) / text_mask.sum(1, keepdim=True).clamp(
             min=1
         )
-        emb = self.time_embed(sinusoidal_embedding(timestep, self.config.channels[0]))
-        emb = emb + self.text_pool_proj(pooled)  # (B, E)
-        emb = repeat(emb, "b e -> (b t) e", t=num_frames)
+        text = repeat(self.text_pool_proj(pooled), "b e -> (b t) e", t=num_frames)
+        emb = self.time_embed(sinusoidal_embedding(frame_timesteps, self.config.channels[0]))
+        emb = emb + text  # (B*T, E)
 
         def run(blk: SpatioTemporalBlock, x: torch.Tensor) -> torch.Tensor:
             return blk(

@@ -14,10 +14,40 @@ from einops import rearrange
 from torch import nn
 
 
-def group_norm(channels: int) -> nn.GroupNorm:
-    """GroupNorm with the largest group count <= 32 that divides ``channels``."""
-    groups = next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0)
+def group_norm(channels: int, *, min_group_size: int = 1) -> nn.GroupNorm:
+    """GroupNorm with the largest power-of-two group count <= 32 that divides ``channels``
+    into groups of at least ``min_group_size`` channels.
+
+    With groups of one channel (``min_group_size=1`` on 32 channels) the norm removes each
+    channel's mean, and with it anything added per channel before it, such as an embedding.
+    """
+    groups = next(
+        (g for g in (32, 16, 8, 4, 2) if channels % g == 0 and channels // g >= min_group_size), 1
+    )
     return nn.GroupNorm(groups, channels, eps=1e-6)
+
+
+class EmbeddingInjection(nn.Linear):
+    """How a conditioning vector enters a block between its two convolutions.
+
+    ``scale_shift=False`` adds a projection of it to the features before the second norm
+    (a per-channel shift that a GroupNorm with small groups largely cancels). True
+    modulates the normalised features instead, h = norm(h) * (1 + scale) + shift (FiLM,
+    as in Dhariwal & Nichol 2021), which no norm can undo. (A Linear, so the weights keep
+    the ``emb_proj.weight`` names of earlier models.)
+    """
+
+    def __init__(self, emb_dim: int, channels: int, *, scale_shift: bool) -> None:
+        super().__init__(emb_dim, 2 * channels if scale_shift else channels)
+        self.scale_shift = scale_shift
+
+    def inject(self, h: torch.Tensor, emb: torch.Tensor, norm: nn.Module) -> torch.Tensor:
+        """h (N, C, H, W), emb (N, E) -> ``norm`` applied with the embedding injected."""
+        e = self(F.silu(emb))[:, :, None, None]
+        if not self.scale_shift:
+            return norm(h + e)
+        scale, shift = e.chunk(2, dim=1)
+        return norm(h) * (1.0 + scale) + shift
 
 
 class ResBlock(nn.Module):
@@ -25,15 +55,28 @@ class ResBlock(nn.Module):
 
     Args:
         in_channels / out_channels: channel counts.
-        emb_dim: width of the conditioning vector added after the first conv (None: unconditioned).
+        emb_dim: width of the conditioning vector injected after the first conv (None:
+            unconditioned).
+        norm_group_size: smallest number of channels per GroupNorm group.
+        scale_shift: inject the embedding as FiLM scale and shift (see EmbeddingInjection).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, *, emb_dim: int | None = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        emb_dim: int | None = None,
+        norm_group_size: int = 1,
+        scale_shift: bool = False,
+    ) -> None:
         super().__init__()
-        self.norm1 = group_norm(in_channels)
+        self.norm1 = group_norm(in_channels, min_group_size=norm_group_size)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.emb_proj = nn.Linear(emb_dim, out_channels) if emb_dim else None
-        self.norm2 = group_norm(out_channels)
+        self.emb_proj = (
+            EmbeddingInjection(emb_dim, out_channels, scale_shift=scale_shift) if emb_dim else None
+        )
+        self.norm2 = group_norm(out_channels, min_group_size=norm_group_size)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         self.skip = (
             nn.Conv2d(in_channels, out_channels, 1)
@@ -45,8 +88,10 @@ class ResBlock(nn.Module):
         """x (N, Cin, H, W), emb (N, E) -> (N, Cout, H, W)."""
         h = self.conv1(F.silu(self.norm1(x)))
         if self.emb_proj is not None and emb is not None:
-            h = h + self.emb_proj(F.silu(emb))[:, :, None, None]
-        h = self.conv2(F.silu(self.norm2(h)))
+            h = self.emb_proj.inject(h, emb, self.norm2)
+        else:
+            h = self.norm2(h)
+        h = self.conv2(F.silu(h))
         return self.skip(x) + h
 
 
@@ -103,7 +148,8 @@ class TemporalConvBlock(nn.Module):
         channels: C.
         kernel_size: k, or (k, s, s) with odd k and s.
         emb_dim: width of a per-frame conditioning vector (timestep and pooled text in the
-            UNet) added between the two convolutions, as in ``ResBlock``; None: unconditioned.
+            UNet) injected between the two convolutions, as in ``ResBlock``; None: unconditioned.
+        norm_group_size / scale_shift: as in ``ResBlock``.
     """
 
     def __init__(
@@ -112,16 +158,20 @@ class TemporalConvBlock(nn.Module):
         *,
         kernel_size: int | tuple[int, int, int] = 3,
         emb_dim: int | None = None,
+        norm_group_size: int = 1,
+        scale_shift: bool = False,
     ) -> None:
         super().__init__()
         kernel = (kernel_size, 1, 1) if isinstance(kernel_size, int) else tuple(kernel_size)
         if len(kernel) != 3 or kernel[1] != kernel[2] or any(k % 2 == 0 for k in kernel):
             raise ValueError(f"kernel_size must be odd k or (k, s, s) with odd k, s; got {kernel}")
         padding = tuple(k // 2 for k in kernel)
-        self.norm1 = group_norm(channels)
+        self.norm1 = group_norm(channels, min_group_size=norm_group_size)
         self.conv1 = nn.Conv3d(channels, channels, kernel, padding=padding)
-        self.emb_proj = nn.Linear(emb_dim, channels) if emb_dim else None
-        self.norm2 = group_norm(channels)
+        self.emb_proj = (
+            EmbeddingInjection(emb_dim, channels, scale_shift=scale_shift) if emb_dim else None
+        )
+        self.norm2 = group_norm(channels, min_group_size=norm_group_size)
         self.conv2 = nn.Conv3d(channels, channels, kernel, padding=padding)
         nn.init.zeros_(self.conv2.weight)  # starts as the identity (see AlphaMix)
         nn.init.zeros_(self.conv2.bias)
@@ -138,8 +188,10 @@ class TemporalConvBlock(nn.Module):
         if self.emb_proj is not None:
             if emb is None:
                 raise ValueError("this temporal block is conditioned: pass emb")
-            h = h + self.emb_proj(F.silu(emb))[:, :, None, None]
-        h = self._conv(self.conv2, self.norm2(h), num_frames)
+            h = self.emb_proj.inject(h, emb, self.norm2)
+        else:
+            h = self.norm2(h)
+        h = self._conv(self.conv2, h, num_frames)
         return x + h
 
     @staticmethod

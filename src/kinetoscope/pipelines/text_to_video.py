@@ -57,6 +57,7 @@ class TextToVideoPipeline(Pipeline):
         "num_inference_steps": 15,
         "guidance_scale": 4.0,
         "precision": "float32",
+        "first_frame": "joint",
     }
     components = {"vae": VideoAutoencoderKL, "unet": VideoUNet}
     device_component = "unet"
@@ -120,6 +121,7 @@ class TextToVideoPipeline(Pipeline):
         progress: bool = True,
         fps: float | None = None,
         precision: str | None = None,
+        first_frame: str | None = None,
     ) -> PipelineOutput:
         """Generate one video per prompt.
 
@@ -137,6 +139,11 @@ class TextToVideoPipeline(Pipeline):
             precision: "float32" (default), or "bfloat16" to run the denoiser under bf16
                 autocast: about 1.4x faster on CPUs with native bf16 (AVX512-BF16, AMX) and
                 GPUs; latents, the scheduler and the decoder stay float32.
+            first_frame: "joint" denoises all frames together; "image" first draws frame 0
+                with the image model alone (the temporal layers off), then denoises the
+                other frames with it as a clean context frame (the model's context-frame
+                prediction), so the motion is laid out from a fixed first frame. Models
+                trained with context frames default to "image".
         Returns:
             PipelineOutput whose ``frames`` holds one Video per prompt.
         """
@@ -147,8 +154,9 @@ class TextToVideoPipeline(Pipeline):
         fps = float(fps or self.defaults["fps"])
         precision = self._option(precision, "precision")
         autocast = self._autocast(precision)  # checked before any work
-        sched = self.make_scheduler(scheduler)
-        sched.set_timesteps(steps, device=self.device)
+        first_frame = self._option(first_frame, "first_frame")
+        if first_frame not in ("joint", "image"):
+            raise ValueError(f"first_frame must be 'joint' or 'image', got {first_frame!r}")
 
         batch = len(prompts)
         generators, seeds = sample_generators(
@@ -160,20 +168,15 @@ class TextToVideoPipeline(Pipeline):
         emb, mask = emb.to(self.device), mask.to(self.device)
         latent_size = self.defaults.get("resolution", 64) // self.vae.downscale
         shape = (self.unet.config.latent_channels, num_frames, latent_size, latent_size)
-        latents = randn(shape, generators, self.device, torch.float32) * sched.init_noise_sigma
-
-        for i, t in enumerate(tqdm(sched.timesteps, disable=not progress, desc="denoising")):
-            model_in = torch.cat([latents, latents]) if guided else latents
-            model_in = sched.scale_model_input(model_in, t)
-            with autocast:
-                noise = self.unet(model_in, t, emb, mask).float()
-            if guided:
-                cond, uncond = noise.chunk(2)
-                noise = uncond + guidance * (cond - uncond)
-            latents = sched.step(noise, t, latents).prev_sample
-            if callback is not None:
-                callback(i, steps, latents)
-
+        noise = randn(shape, generators, self.device, torch.float32)
+        denoise = dict(
+            scheduler=scheduler, steps=steps, guidance=guidance, emb=emb, mask=mask,
+            autocast=autocast, progress=progress,
+        )  # fmt: skip
+        context = None
+        if first_frame == "image" and num_frames > 1:
+            context = self._denoise(noise[:, :, :1], use_temporal=False, **denoise)
+        latents = self._denoise(noise, context=context, callback=callback, **denoise)
         video = self.vae.decode_chunked(latents, chunk_size=decode_chunk_size).clamp(-1.0, 1.0)
         videos = self._stamp(
             videos_from_tensor(video),
@@ -186,5 +189,55 @@ class TextToVideoPipeline(Pipeline):
             scheduler=scheduler,
             num_frames=num_frames,
             precision=precision,
+            first_frame=first_frame,
         )
         return PipelineOutput(frames=videos)
+
+    def _denoise(
+        self,
+        noise: torch.Tensor,
+        *,
+        scheduler: str,
+        steps: int,
+        guidance: float,
+        emb: torch.Tensor,
+        mask: torch.Tensor,
+        autocast: torch.autocast,
+        progress: bool,
+        use_temporal: bool = True,
+        context: torch.Tensor | None = None,
+        callback: StepCallback | None = None,
+    ) -> torch.Tensor:
+        """Guided denoising of ``noise`` (B, Z, T, h, w) -> clean latents.
+
+        ``context`` (B, Z, k, h, w) holds clean latents of the first k frames: they enter
+        every step as they are, with timestep 0, and are returned unchanged.
+        """
+        sched = self.make_scheduler(scheduler)
+        sched.set_timesteps(steps, device=self.device)
+        latents = noise * sched.init_noise_sigma
+        guided = guidance != 1.0
+        known = 0 if context is None else context.shape[2]
+        for i, t in enumerate(tqdm(sched.timesteps, disable=not progress, desc="denoising")):
+            model_in = sched.scale_model_input(latents, t)
+            timestep = t
+            if known:
+                model_in = torch.cat([context, model_in[:, :, known:]], dim=2)
+                frames = (model_in.shape[0], model_in.shape[2])  # (B, T)
+                timestep = torch.full(frames, int(t), device=self.device)
+                timestep[:, :known] = 0
+            if guided:
+                model_in = torch.cat([model_in, model_in])
+                if known:
+                    timestep = torch.cat([timestep, timestep])
+            with autocast:
+                pred = self.unet(model_in, timestep, emb, mask, use_temporal=use_temporal).float()
+            if guided:
+                cond, uncond = pred.chunk(2)
+                pred = uncond + guidance * (cond - uncond)
+            latents = sched.step(pred, t, latents).prev_sample
+            if known:  # the context frames' own updates are discarded
+                latents = torch.cat([context, latents[:, :, known:]], dim=2)
+            if callback is not None:
+                callback(i, steps, latents)
+        return latents

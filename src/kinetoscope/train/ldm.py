@@ -86,18 +86,30 @@ def vae_temporal_loss(vae: VideoAutoencoderKL, clips: torch.Tensor, *, diff_weig
     return rec + diff_weight * diff, {"rec": rec.item(), "diff": diff.item()}
 
 
-def denoising_loss(unet, scheduler, latents, text_emb, text_mask, *, use_temporal: bool):
+def denoising_loss(
+    unet,
+    scheduler,
+    latents,
+    text_emb,
+    text_mask,
+    *,
+    use_temporal: bool,
+    context_frames: torch.Tensor | None = None,
+):
     """Denoising loss; latents (B, Z, T, h, w), one timestep per clip.
 
     The target follows the scheduler's ``prediction_type``: the noise ("epsilon") or the
     velocity ("v_prediction", sqrt(a) * noise - sqrt(1 - a) * latents; Salimans & Ho 2022),
     which stays well conditioned at the high-noise end of a cosine schedule where an
     epsilon model's estimate of the clean latents is amplified by 1 / sqrt(a).
+
+    ``context_frames`` (B,) gives each clip k >= 0 leading context frames (Video LDM §3.1.2,
+    prediction models): they enter clean with timestep 0 and are left out of the loss, so
+    the model learns to continue given frames; the rest share the clip's timestep.
     """
     noise = torch.randn_like(latents)
     t = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],))
     noisy = scheduler.add_noise(latents, noise, t)
-    pred = unet(noisy, t, text_emb, text_mask, use_temporal=use_temporal)
     kind = scheduler.config.prediction_type
     if kind == "epsilon":
         target = noise
@@ -105,7 +117,25 @@ def denoising_loss(unet, scheduler, latents, text_emb, text_mask, *, use_tempora
         target = scheduler.get_velocity(latents, noise, t)
     else:
         raise ValueError(f"prediction_type {kind!r} is not supported; use epsilon or v_prediction")
-    return F.mse_loss(pred, target)
+    if context_frames is None:
+        pred = unet(noisy, t, text_emb, text_mask, use_temporal=use_temporal)
+        return F.mse_loss(pred, target)
+    frames = torch.arange(latents.shape[2])
+    is_context = frames[None, :] < context_frames[:, None]  # (B, T)
+    if is_context.all(dim=1).any():
+        raise ValueError("every clip needs at least one frame to denoise besides its context")
+    ctx = is_context[:, None, :, None, None]
+    noisy = torch.where(ctx, latents, noisy)
+    frame_t = torch.where(is_context, torch.zeros_like(t)[:, None], t[:, None])  # (B, T)
+    pred = unet(noisy, frame_t, text_emb, text_mask, use_temporal=use_temporal)
+    weight = (~ctx).expand_as(pred).float()
+    return ((pred - target) ** 2 * weight).sum() / weight.sum()
+
+
+def draw_context_frames(batch: int, *, fraction: float, max_frames: int) -> torch.Tensor:
+    """(B,) context-frame counts: 0 with probability 1 - ``fraction``, else 1..``max_frames``."""
+    counts = torch.randint(1, max_frames + 1, (batch,))
+    return torch.where(torch.rand(batch) < fraction, counts, torch.zeros_like(counts))
 
 
 @torch.inference_mode()
@@ -257,9 +287,21 @@ def _unet_stage(
             p.requires_grad_(False)
         groups = None
 
+    context_fraction = float(stage.extra.get("context_fraction", 0.0)) if temporal else 0.0
+    max_context = int(stage.extra.get("max_context_frames", 1))
+    if context_fraction and not 1 <= max_context < recipe.num_frames:
+        raise ValueError(f"max_context_frames must lie in 1..{recipe.num_frames - 1}")
+
     def loss_fn(model, batch):
         latents, emb, mask = batch
-        loss = denoising_loss(model, scheduler, latents, emb, mask, use_temporal=temporal)
+        context = None
+        if context_fraction:
+            context = draw_context_frames(
+                latents.shape[0], fraction=context_fraction, max_frames=max_context
+            )
+        loss = denoising_loss(
+            model, scheduler, latents, emb, mask, use_temporal=temporal, context_frames=context
+        )
         return loss, {}
 
     return train_stage(
