@@ -216,5 +216,4 @@ class TemporalConvBlock(nn.Module):
         clips = F.pad(clips, (0, 0, 0, 0, 0, 0, pad, pad))  # zero frames before and after
         stacked = torch.cat([clips[:, j : j + num_frames] for j in range(k)], dim=2)
         weight = rearrange(conv.weight, "o i k h w -> o (k i) h w")
-        h = F.conv2d(stacked.flatten(0, 1), weight, conv.bias, padding=s // 2)
-        return h
+        return F.conv2d(stacked.flatten(0, 1), weight, conv.bias, padding=s // 2)

@@ -120,13 +120,13 @@ def denoising_loss(
     if context_frames is None:
         pred = unet(noisy, t, text_emb, text_mask, use_temporal=use_temporal)
         return F.mse_loss(pred, target)
-    frames = torch.arange(latents.shape[2])
-    is_context = frames[None, :] < context_frames[:, None]  # (B, T)
+    frames = torch.arange(latents.shape[2], device=latents.device)
+    is_context = frames[None, :] < context_frames.to(latents.device)[:, None]  # (B, T)
     if is_context.all(dim=1).any():
         raise ValueError("every clip needs at least one frame to denoise besides its context")
     ctx = is_context[:, None, :, None, None]
     noisy = torch.where(ctx, latents, noisy)
-    frame_t = torch.where(is_context, torch.zeros_like(t)[:, None], t[:, None])  # (B, T)
+    frame_t = torch.where(is_context, 0, t.to(latents.device)[:, None])  # (B, T)
     pred = unet(noisy, frame_t, text_emb, text_mask, use_temporal=use_temporal)
     weight = (~ctx).expand_as(pred).float()
     return ((pred - target) ** 2 * weight).sum() / weight.sum()
