@@ -463,3 +463,47 @@ def test_timestep_reaches_the_features_unless_the_norm_erases_it(
     with torch.no_grad():
         early, late = (unet(x, torch.tensor([t]), emb, mask) for t in (10, 900))
     assert (not torch.allclose(early, late, atol=1e-4)) == sees_timestep
+
+
+def test_high_noise_timesteps_keep_their_share_and_range():
+    from kinetoscope.train.ldm import draw_timesteps
+
+    torch.manual_seed(0)
+    uniform = draw_timesteps(20000, 1000, high_noise_fraction=0.0, high_noise_start=0.75)
+    mixed = draw_timesteps(20000, 1000, high_noise_fraction=0.5, high_noise_start=0.75)
+    assert uniform.min() >= 0 and mixed.max() <= 999
+    top_uniform = (uniform >= 750).float().mean().item()
+    top_mixed = (mixed >= 750).float().mean().item()
+    assert abs(top_uniform - 0.25) < 0.02
+    assert abs(top_mixed - (0.5 + 0.5 * 0.25)) < 0.02  # half drawn high, half uniform
+    with pytest.raises(ValueError, match="high_noise"):
+        draw_timesteps(4, 1000, high_noise_fraction=1.5, high_noise_start=0.75)
+
+
+def test_temporal_spatial_positions_tell_pixels_apart_and_start_as_the_image_model(tmp_path):
+    torch.manual_seed(0)
+    model = VideoUNet(**TINY_UNET, temporal_spatial_positions=True).eval()
+    latents = torch.randn(1, 4, 3, 8, 8)
+    emb, mask = text(1)
+    with torch.no_grad():
+        assert torch.allclose(
+            model(latents, 500, emb, mask), model(latents, 500, emb, mask, use_temporal=False)
+        )
+    block = model.down_blocks[0].temporal_attn
+    assert block.spatial_positions
+    grid = block._grid_positions(8, 8, torch.device("cpu"))  # (h*w, C)
+    assert grid.shape == (64, 16)
+    assert torch.cdist(grid, grid).add(torch.eye(64) * 1e3).min() > 1e-3  # all pixels differ
+    # A uniform input: without positions every pixel's sequence is the same and so is the
+    # output; with them (and a trained, non-zero output projection) the pixels differ.
+    x = torch.ones(3, 16, 8, 8)
+    for positions, expect_uniform in ((False, True), (True, False)):
+        torch.manual_seed(1)
+        layer = type(block)(16, num_heads=2, context_dim=16, spatial_positions=positions)
+        torch.nn.init.normal_(layer.proj_out.weight)
+        with torch.no_grad():
+            out = layer(x, emb, mask, num_frames=3)
+        spread = (out - out.mean(dim=(2, 3), keepdim=True)).abs().max().item()
+        assert (spread < 1e-5) == expect_uniform
+    model.save_pretrained(tmp_path)
+    assert VideoUNet.from_pretrained(tmp_path).config.temporal_spatial_positions

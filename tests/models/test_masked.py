@@ -125,8 +125,10 @@ def test_save_load_equal(tmp_path):
     assert torch.equal(model(tokens, emb, mask), loaded(tokens, emb, mask))
 
 
-def test_gradients_reach_every_parameter():
-    model = tiny_transformer().train()
+@pytest.mark.parametrize("local_mixing", [False, True])
+def test_gradients_reach_every_parameter(local_mixing):
+    torch.manual_seed(0)
+    model = MaskedVideoTransformer(**{**TINY, "local_mixing": local_mixing}).train()
     emb, mask = text()
     null_emb, null_mask = null_text()
     loss, logs = masked_token_loss(
@@ -143,6 +145,34 @@ def test_gradients_reach_every_parameter():
     for name, param in model.named_parameters():
         assert param.grad is not None, name
         assert torch.isfinite(param.grad).all(), name
+
+
+def test_local_mixing_reaches_exactly_the_neighbouring_tokens_and_round_trips(tmp_path):
+    from kinetoscope.masked.transformer import LocalMixing
+
+    torch.manual_seed(0)
+    layer = LocalMixing(8)
+    grid = (3, 4, 4)
+    x = torch.randn(1, 48, 8)
+    changed = x.clone()
+    # Perturb token (t=0, row 0, col 0), not by a constant (LayerNorm would remove it).
+    changed[0, 0] += torch.randn(8)
+    with torch.no_grad():
+        moved = (layer(changed, grid) - layer(x, grid)).abs().amax(-1)  # (1, N)
+    moved = moved.reshape(grid)
+    reach = torch.zeros(grid, dtype=torch.bool)
+    reach[:2, :2, :2] = True  # itself and its 3x3x3 neighbours inside the grid
+    assert (moved[reach] > 0).all() and (moved[~reach] == 0).all()
+
+    torch.manual_seed(0)
+    model = MaskedVideoTransformer(**{**TINY, "local_mixing": True}).eval()
+    assert model.local is not None and len(model.local) == TINY["depth"]
+    emb, mask = text()
+    tokens = random_tokens((2, 12))
+    model.save_pretrained(tmp_path)
+    loaded = MaskedVideoTransformer.from_pretrained(tmp_path).eval()
+    assert torch.equal(model(tokens, emb, mask), loaded(tokens, emb, mask))
+    assert model(random_tokens((2, 4)), emb, mask).shape == (2, 4, NUM_CODES)  # T' = 1
 
 
 # --- loss ------------------------------------------------------------------------------------

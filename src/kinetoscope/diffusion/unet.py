@@ -58,13 +58,28 @@ class SpatialTransformer(nn.Module):
 
 
 class TemporalTransformer(nn.Module):
-    """Attention over the T frames at each latent pixel, plus cross-attention to the text."""
+    """Attention over the T frames at each latent pixel, plus cross-attention to the text.
+
+    Tokens carry a sinusoidal embedding of their frame index and, with
+    ``spatial_positions``, of their row and column: the text-given motion of a clip is a
+    function of (row, column, frame), which per-pixel features of a frozen image model
+    encode only weakly (through the zero padding of its convolutions).
+    """
 
     def __init__(
-        self, channels: int, *, num_heads: int, context_dim: int, norm_group_size: int = 1
+        self,
+        channels: int,
+        *,
+        num_heads: int,
+        context_dim: int,
+        norm_group_size: int = 1,
+        spatial_positions: bool = False,
     ) -> None:
         super().__init__()
+        if spatial_positions and channels % 4:
+            raise ValueError(f"spatial positions need channels divisible by 4, got {channels}")
         self.channels = channels
+        self.spatial_positions = spatial_positions
         self.norm = group_norm(channels, min_group_size=norm_group_size)
         self.block = TransformerBlock(channels, num_heads=num_heads, context_dim=context_dim)
         self.proj_out = nn.Linear(channels, channels)
@@ -79,9 +94,29 @@ class TemporalTransformer(nn.Module):
         tokens = rearrange(self.norm(x), "(b t) c h w -> (b h w) t c", t=num_frames)
         frame_pos = sinusoidal_embedding(torch.arange(num_frames, device=x.device), self.channels)
         tokens = tokens + frame_pos.to(tokens.dtype)[None]
+        if self.spatial_positions:
+            tokens = tokens + repeat(
+                self._grid_positions(height, width, x.device).to(tokens.dtype),
+                "(h w) c -> (b h w) 1 c",
+                h=height,
+                b=tokens.shape[0] // (height * width),
+            )
         tokens = self.proj_out(self.block(tokens, context, context_mask=context_mask))
         out = rearrange(tokens, "(b h w) t c -> (b t) c h w", h=height, w=width)
         return x + out
+
+    def _grid_positions(self, height: int, width: int, device: torch.device) -> torch.Tensor:
+        """(h*w, C): sin/cos of the row in the first C/2 channels, of the column in the rest."""
+        half = self.channels // 2
+        rows = sinusoidal_embedding(torch.arange(height, device=device), half, max_period=100.0)
+        cols = sinusoidal_embedding(torch.arange(width, device=device), half, max_period=100.0)
+        return torch.cat(
+            [
+                repeat(rows, "h c -> (h w) c", w=width),
+                repeat(cols, "w c -> (h w) c", h=height),
+            ],
+            dim=-1,
+        )
 
 
 class SpatioTemporalBlock(nn.Module):
@@ -101,6 +136,7 @@ class SpatioTemporalBlock(nn.Module):
         temporal_conditioning: bool = False,
         norm_group_size: int = 1,
         scale_shift: bool = False,
+        temporal_spatial_positions: bool = False,
     ) -> None:
         super().__init__()
         norms = {"norm_group_size": norm_group_size}
@@ -120,7 +156,13 @@ class SpatioTemporalBlock(nn.Module):
             **norms,
         )
         self.temporal_attn = (
-            TemporalTransformer(out_channels, num_heads=num_heads, context_dim=context_dim, **norms)
+            TemporalTransformer(
+                out_channels,
+                num_heads=num_heads,
+                context_dim=context_dim,
+                spatial_positions=temporal_spatial_positions,
+                **norms,
+            )
             if temporal_attention
             else None
         )
@@ -160,6 +202,8 @@ class VideoUNet(ModelMixin, ConfigMixin):
             an embedding added per channel; 4 or more keeps it.
         scale_shift: inject the timestep/text embedding as FiLM scale and shift after the
             norm (robust to any grouping) instead of adding it before.
+        temporal_spatial_positions: temporal transformers also see each pixel's row and
+            column (not only its frame index).
         num_heads: attention heads everywhere.
         text_dim: width D of the text encoder's token states.
     """
@@ -177,6 +221,7 @@ class VideoUNet(ModelMixin, ConfigMixin):
         temporal_conditioning: bool = False,
         norm_group_size: int = 1,
         scale_shift: bool = False,
+        temporal_spatial_positions: bool = False,
         num_heads: int = 4,
         text_dim: int = 384,
     ) -> None:
@@ -202,6 +247,7 @@ class VideoUNet(ModelMixin, ConfigMixin):
                 temporal_conditioning=temporal_conditioning,
                 norm_group_size=norm_group_size,
                 scale_shift=scale_shift,
+                temporal_spatial_positions=temporal_spatial_positions,
             )
 
         self.down_blocks = nn.ModuleList()

@@ -6,6 +6,12 @@ to the text tokens predicts a distribution over the codebook at every position (
 Chang et al. 2022, §3). Positions are learned and factorised: time + row + column
 embeddings, so a model trained on T' time steps also runs on any T' <= ``max_time_tokens``.
 
+With ``local_mixing`` every block is preceded by a residual depthwise 3x3x3 convolution over
+the (T', h, w) token grid. Attention learns locality from absolute positions only slowly; on
+sparse clips (a digit on a black background, 84% of the tokens are background) a model
+without it stays at the background marginal for hundreds of steps, since it cannot yet tell
+which masked positions border visible foreground tokens.
+
 Axis legend: B batch, N = T'*h*w video tokens, T' token time steps, h/w token grid,
 L text tokens, Dt text width, D model width, K = num_codes codebook size.
 """
@@ -13,12 +19,30 @@ L text tokens, Dt text width, D model width, K = num_codes codebook size.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from einops import rearrange
 from torch import nn
 
 from kinetoscope.nn.attention import TransformerBlock
+
+
+class LocalMixing(nn.Module):
+    """Residual depthwise 3x3x3 convolution over the token grid, then a pointwise projection."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.conv = nn.Conv3d(dim, dim, 3, padding=1, groups=dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+        """x (B, N, D) with N = T'*h*w in (t h w) order -> (B, N, D)."""
+        steps, height, width = grid
+        h = rearrange(self.norm(x), "b (t h w) d -> b d t h w", t=steps, h=height, w=width)
+        h = rearrange(self.conv(h), "b d t h w -> b (t h w) d")
+        return x + self.proj(F.gelu(h))
 
 
 class MaskedVideoTransformer(ModelMixin, ConfigMixin):
@@ -33,6 +57,7 @@ class MaskedVideoTransformer(ModelMixin, ConfigMixin):
         depth: number of transformer blocks.
         num_heads: attention heads.
         mlp_mult: MLP expansion.
+        local_mixing: a depthwise 3x3x3 convolution over the token grid before every block.
     """
 
     @register_to_config
@@ -48,6 +73,7 @@ class MaskedVideoTransformer(ModelMixin, ConfigMixin):
         depth: int = 4,
         num_heads: int = 4,
         mlp_mult: int = 4,
+        local_mixing: bool = False,
     ) -> None:
         super().__init__()
         self.token_emb = nn.Embedding(num_codes + 1, dim)  # + [MASK]
@@ -59,6 +85,7 @@ class MaskedVideoTransformer(ModelMixin, ConfigMixin):
             TransformerBlock(dim, num_heads=num_heads, context_dim=text_dim, mlp_mult=mlp_mult)
             for _ in range(depth)
         )
+        self.local = nn.ModuleList(LocalMixing(dim) for _ in range(depth)) if local_mixing else None
         self.norm_out = nn.LayerNorm(dim)
         self.to_logits = nn.Linear(dim, num_codes)
         nn.init.normal_(self.token_emb.weight, std=0.02)
@@ -135,6 +162,9 @@ class MaskedVideoTransformer(ModelMixin, ConfigMixin):
         x = self.token_emb(tokens) + self._positions(num_steps)  # (B, N, D)
         context = self.text_norm(text_emb.to(x.dtype))  # (B, L, Dt)
         context_mask = text_mask.bool()
-        for block in self.blocks:
+        grid = (num_steps, self.config.height_tokens, self.config.width_tokens)
+        for index, block in enumerate(self.blocks):
+            if self.local is not None:
+                x = self.local[index](x, grid)
             x = block(x, context, context_mask=context_mask)
         return self.to_logits(self.norm_out(x))  # (B, N, K)

@@ -95,6 +95,8 @@ def denoising_loss(
     *,
     use_temporal: bool,
     context_frames: torch.Tensor | None = None,
+    high_noise_fraction: float = 0.0,
+    high_noise_start: float = 0.75,
 ):
     """Denoising loss; latents (B, Z, T, h, w), one timestep per clip.
 
@@ -106,9 +108,19 @@ def denoising_loss(
     ``context_frames`` (B,) gives each clip k >= 0 leading context frames (Video LDM §3.1.2,
     prediction models): they enter clean with timestep 0 and are left out of the loss, so
     the model learns to continue given frames; the rest share the clip's timestep.
+
+    Timesteps are uniform, except that a share ``high_noise_fraction`` of the clips draw
+    theirs from the top of the schedule, [``high_noise_start`` * T, T). That is where the
+    prompt decides what the clip shows (the layout and the motion): at lower noise the
+    noisy clip itself reveals them, so a uniform draw spends most of its signal elsewhere.
     """
     noise = torch.randn_like(latents)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],))
+    t = draw_timesteps(
+        latents.shape[0],
+        scheduler.config.num_train_timesteps,
+        high_noise_fraction=high_noise_fraction,
+        high_noise_start=high_noise_start,
+    )
     noisy = scheduler.add_noise(latents, noise, t)
     kind = scheduler.config.prediction_type
     if kind == "epsilon":
@@ -130,6 +142,19 @@ def denoising_loss(
     pred = unet(noisy, frame_t, text_emb, text_mask, use_temporal=use_temporal)
     weight = (~ctx).expand_as(pred).float()
     return ((pred - target) ** 2 * weight).sum() / weight.sum()
+
+
+def draw_timesteps(
+    batch: int, num_timesteps: int, *, high_noise_fraction: float, high_noise_start: float
+) -> torch.Tensor:
+    """(B,) training timesteps: uniform, a share ``high_noise_fraction`` from the top range."""
+    if not 0.0 <= high_noise_fraction <= 1.0 or not 0.0 <= high_noise_start < 1.0:
+        raise ValueError("high_noise_fraction must lie in [0, 1] and high_noise_start in [0, 1)")
+    t = torch.randint(0, num_timesteps, (batch,))
+    if high_noise_fraction:
+        high = torch.randint(int(high_noise_start * num_timesteps), num_timesteps, (batch,))
+        t = torch.where(torch.rand(batch) < high_noise_fraction, high, t)
+    return t
 
 
 def draw_context_frames(batch: int, *, fraction: float, max_frames: int) -> torch.Tensor:
@@ -289,6 +314,10 @@ def _unet_stage(
 
     context_fraction = float(stage.extra.get("context_fraction", 0.0)) if temporal else 0.0
     max_context = int(stage.extra.get("max_context_frames", 1))
+    high_noise = {
+        "high_noise_fraction": float(stage.extra.get("high_noise_fraction", 0.0)),
+        "high_noise_start": float(stage.extra.get("high_noise_start", 0.75)),
+    }
     if context_fraction and not 1 <= max_context < recipe.num_frames:
         raise ValueError(f"max_context_frames must lie in 1..{recipe.num_frames - 1}")
 
@@ -300,7 +329,14 @@ def _unet_stage(
                 latents.shape[0], fraction=context_fraction, max_frames=max_context
             )
         loss = denoising_loss(
-            model, scheduler, latents, emb, mask, use_temporal=temporal, context_frames=context
+            model,
+            scheduler,
+            latents,
+            emb,
+            mask,
+            use_temporal=temporal,
+            context_frames=context,
+            **high_noise,
         )
         return loss, {}
 
