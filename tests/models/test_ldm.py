@@ -507,3 +507,32 @@ def test_temporal_spatial_positions_tell_pixels_apart_and_start_as_the_image_mod
         assert (spread < 1e-5) == expect_uniform
     model.save_pretrained(tmp_path)
     assert VideoUNet.from_pretrained(tmp_path).config.temporal_spatial_positions
+
+
+def test_spacetime_attention_links_any_place_and_frame_per_pixel_attention_does_not():
+    from kinetoscope.diffusion.unet import TemporalTransformer
+
+    emb, mask = text(1)
+    x = torch.randn(4, 16, 4, 4)  # one clip of 4 frames
+    changed = x.clone()
+    changed[0, :, 0, 0] += torch.randn(16)  # frame 0, pixel (0, 0)
+    for spacetime in (False, True):
+        torch.manual_seed(0)
+        layer = TemporalTransformer(16, num_heads=2, context_dim=16, spacetime=spacetime)
+        torch.nn.init.normal_(layer.proj_out.weight)
+        layer.norm = torch.nn.Identity()  # per-frame norm statistics would link all pixels
+        with torch.no_grad():
+            moved = layer(changed, emb, mask, num_frames=4) - layer(x, emb, mask, num_frames=4)
+        moved = moved.abs().amax(1)  # (T, h, w)
+        assert moved[3, 0, 0] > 0  # the same pixel in a later frame: both modes
+        assert (moved[3, 2, 3] > 0) == spacetime  # another place in a later frame
+    torch.manual_seed(0)
+    model = VideoUNet(**TINY_UNET, spacetime_attention_levels=(1,)).eval()
+    latents = torch.randn(2, 4, 3, 8, 8)
+    emb2, mask2 = text(2)
+    with torch.no_grad():  # zero-initialised outputs: starts as the image model
+        assert torch.allclose(
+            model(latents, 500, emb2, mask2), model(latents, 500, emb2, mask2, use_temporal=False)
+        )
+    assert model.down_blocks[1].temporal_attn.spacetime
+    assert not model.down_blocks[0].temporal_attn.spacetime

@@ -125,10 +125,12 @@ def test_save_load_equal(tmp_path):
     assert torch.equal(model(tokens, emb, mask), loaded(tokens, emb, mask))
 
 
-@pytest.mark.parametrize("local_mixing", [False, True])
-def test_gradients_reach_every_parameter(local_mixing):
+@pytest.mark.parametrize(
+    "options", [{}, {"local_mixing": True}, {"local_mixing": True, "code_levels": (2, 4, 4)}]
+)
+def test_gradients_reach_every_parameter(options):
     torch.manual_seed(0)
-    model = MaskedVideoTransformer(**{**TINY, "local_mixing": local_mixing}).train()
+    model = MaskedVideoTransformer(**{**TINY, **options}).train()
     emb, mask = text()
     null_emb, null_mask = null_text()
     loss, logs = masked_token_loss(
@@ -173,6 +175,43 @@ def test_local_mixing_reaches_exactly_the_neighbouring_tokens_and_round_trips(tm
     loaded = MaskedVideoTransformer.from_pretrained(tmp_path).eval()
     assert torch.equal(model(tokens, emb, mask), loaded(tokens, emb, mask))
     assert model(random_tokens((2, 4)), emb, mask).shape == (2, 4, NUM_CODES)  # T' = 1
+
+
+def test_factorised_codes_score_each_code_by_its_fsq_digits(tmp_path):
+    from kinetoscope.autoencoders.quantizers import FSQ
+
+    levels = (2, 4, 4)  # 32 codes, as NUM_CODES
+    torch.manual_seed(0)
+    model = MaskedVideoTransformer(**{**TINY, "code_levels": levels}).eval()
+    fsq = FSQ(levels)
+    codes = torch.arange(NUM_CODES)
+    digits = (codes[:, None] // fsq.basis) % fsq.levels
+    assert torch.equal(model.code_digits[:NUM_CODES], digits)  # the tokenizer's mixed radix
+    emb, mask = text()
+    tokens = random_tokens((2, 12))
+    with torch.no_grad():
+        logits = model(tokens, emb, mask)
+        # Zero the joint head: what is left is the sum of per-channel scores, so two codes
+        # that differ only in channel 0 differ by exactly that channel's score difference.
+        model.to_logits.weight.zero_()
+        model.to_logits.bias.zero_()
+        factor = model(tokens, emb, mask)
+    assert logits.shape == (2, 12, NUM_CODES)
+    # Additive: flipping channel 0 from 0 to 1 adds the same score whatever the other digits.
+    index = {tuple(d.tolist()): k for k, d in enumerate(digits)}
+    step_a = factor[..., index[(1, 0, 0)]] - factor[..., index[(0, 0, 0)]]
+    step_b = factor[..., index[(1, 3, 2)]] - factor[..., index[(0, 3, 2)]]
+    assert step_a.abs().max() > 1e-4
+    assert torch.allclose(step_a, step_b, atol=1e-5)
+    # With the joint head on, the full codebook is free again.
+    joint = logits[..., index[(1, 3, 2)]] - logits[..., index[(0, 3, 2)]]
+    assert not torch.allclose(logits[..., index[(1, 0, 0)]] - logits[..., index[(0, 0, 0)]], joint)
+    model.save_pretrained(tmp_path)
+    loaded = MaskedVideoTransformer.from_pretrained(tmp_path).eval()
+    assert tuple(loaded.config.code_levels) == levels
+    assert torch.equal(loaded(tokens, emb, mask), model(tokens, emb, mask))
+    with pytest.raises(ValueError, match="multiply"):
+        MaskedVideoTransformer(**{**TINY, "code_levels": (5, 5)})
 
 
 # --- loss ------------------------------------------------------------------------------------

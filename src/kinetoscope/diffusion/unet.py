@@ -64,6 +64,12 @@ class TemporalTransformer(nn.Module):
     ``spatial_positions``, of their row and column: the text-given motion of a clip is a
     function of (row, column, frame), which per-pixel features of a frozen image model
     encode only weakly (through the zero padding of its convolutions).
+
+    ``spacetime`` attends over all T*h*w positions of a clip at once instead (with frame, row
+    and column positions). Per-pixel attention can copy content between frames only at the
+    same place, and a (3, s, s) convolution moves it by a pixel per frame and layer; moving an
+    object 30 px over a clip as the prompt says takes a token that can look anywhere in
+    space-time. Meant for the coarsest levels, where T*h*w stays small (16 * 4 * 4 = 256).
     """
 
     def __init__(
@@ -74,12 +80,15 @@ class TemporalTransformer(nn.Module):
         context_dim: int,
         norm_group_size: int = 1,
         spatial_positions: bool = False,
+        spacetime: bool = False,
     ) -> None:
         super().__init__()
+        spatial_positions = spatial_positions or spacetime
         if spatial_positions and channels % 4:
             raise ValueError(f"spatial positions need channels divisible by 4, got {channels}")
         self.channels = channels
         self.spatial_positions = spatial_positions
+        self.spacetime = spacetime
         self.norm = group_norm(channels, min_group_size=norm_group_size)
         self.block = TransformerBlock(channels, num_heads=num_heads, context_dim=context_dim)
         self.proj_out = nn.Linear(channels, channels)
@@ -91,6 +100,8 @@ class TemporalTransformer(nn.Module):
     ) -> torch.Tensor:
         """x (B*T, C, h, w), context (B, L, D) -> (B*T, C, h, w)."""
         height, width = x.shape[-2:]
+        if self.spacetime:
+            return x + self._spacetime(x, context, context_mask, num_frames=num_frames)
         tokens = rearrange(self.norm(x), "(b t) c h w -> (b h w) t c", t=num_frames)
         frame_pos = sinusoidal_embedding(torch.arange(num_frames, device=x.device), self.channels)
         tokens = tokens + frame_pos.to(tokens.dtype)[None]
@@ -104,6 +115,20 @@ class TemporalTransformer(nn.Module):
         tokens = self.proj_out(self.block(tokens, context, context_mask=context_mask))
         out = rearrange(tokens, "(b h w) t c -> (b t) c h w", h=height, w=width)
         return x + out
+
+    def _spacetime(
+        self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor, *, num_frames: int
+    ) -> torch.Tensor:
+        """The residual of full space-time attention: (B*T, C, h, w) -> (B*T, C, h, w)."""
+        height, width = x.shape[-2:]
+        tokens = rearrange(self.norm(x), "(b t) c h w -> b (t h w) c", t=num_frames)
+        frame_pos = sinusoidal_embedding(torch.arange(num_frames, device=x.device), self.channels)
+        grid = self._grid_positions(height, width, x.device)
+        pos = rearrange(frame_pos[:, None] + grid[None], "t n c -> (t n) c")
+        tokens = self.proj_out(
+            self.block(tokens + pos.to(tokens.dtype)[None], context, context_mask=context_mask)
+        )
+        return rearrange(tokens, "b (t h w) c -> (b t) c h w", t=num_frames, h=height)
 
     def _grid_positions(self, height: int, width: int, device: torch.device) -> torch.Tensor:
         """(h*w, C): sin/cos of the row in the first C/2 channels, of the column in the rest."""
@@ -137,6 +162,7 @@ class SpatioTemporalBlock(nn.Module):
         norm_group_size: int = 1,
         scale_shift: bool = False,
         temporal_spatial_positions: bool = False,
+        spacetime_attention: bool = False,
     ) -> None:
         super().__init__()
         norms = {"norm_group_size": norm_group_size}
@@ -161,6 +187,7 @@ class SpatioTemporalBlock(nn.Module):
                 num_heads=num_heads,
                 context_dim=context_dim,
                 spatial_positions=temporal_spatial_positions,
+                spacetime=spacetime_attention,
                 **norms,
             )
             if temporal_attention
@@ -204,6 +231,8 @@ class VideoUNet(ModelMixin, ConfigMixin):
             norm (robust to any grouping) instead of adding it before.
         temporal_spatial_positions: temporal transformers also see each pixel's row and
             column (not only its frame index).
+        spacetime_attention_levels: levels (among ``temporal_attention_levels``) whose
+            temporal transformers attend over all frames and positions of a clip at once.
         num_heads: attention heads everywhere.
         text_dim: width D of the text encoder's token states.
     """
@@ -222,6 +251,7 @@ class VideoUNet(ModelMixin, ConfigMixin):
         norm_group_size: int = 1,
         scale_shift: bool = False,
         temporal_spatial_positions: bool = False,
+        spacetime_attention_levels: tuple[int, ...] = (),
         num_heads: int = 4,
         text_dim: int = 384,
     ) -> None:
@@ -248,6 +278,7 @@ class VideoUNet(ModelMixin, ConfigMixin):
                 norm_group_size=norm_group_size,
                 scale_shift=scale_shift,
                 temporal_spatial_positions=temporal_spatial_positions,
+                spacetime_attention=level in spacetime_attention_levels,
             )
 
         self.down_blocks = nn.ModuleList()

@@ -12,11 +12,20 @@ sparse clips (a digit on a black background, 84% of the tokens are background) a
 without it stays at the background marginal for hundreds of steps, since it cannot yet tell
 which masked positions border visible foreground tokens.
 
+With ``code_levels`` (the FSQ levels of the tokenizer, e.g. (5, 5, 5)) a code is also seen
+through its per-channel digits: its input embedding adds one learned vector per (channel,
+level), and its logit adds one score per (channel, level), so
+``logit(k) = joint(k) + sum_i head_i(level_i(k))``. Codes that share levels share evidence,
+which rare foreground codes need (each of them is seen a few times per batch only); the
+joint term keeps the full codebook expressible, and sampling is unchanged (it sees K logits).
+
 Axis legend: B batch, N = T'*h*w video tokens, T' token time steps, h/w token grid,
 L text tokens, Dt text width, D model width, K = num_codes codebook size.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -58,6 +67,8 @@ class MaskedVideoTransformer(ModelMixin, ConfigMixin):
         num_heads: attention heads.
         mlp_mult: MLP expansion.
         local_mixing: a depthwise 3x3x3 convolution over the token grid before every block.
+        code_levels: FSQ levels of the tokenizer (their product is ``num_codes``); adds the
+            factorised code embeddings and scores described above.
     """
 
     @register_to_config
@@ -74,9 +85,26 @@ class MaskedVideoTransformer(ModelMixin, ConfigMixin):
         num_heads: int = 4,
         mlp_mult: int = 4,
         local_mixing: bool = False,
+        code_levels: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__()
         self.token_emb = nn.Embedding(num_codes + 1, dim)  # + [MASK]
+        self.level_emb = self.level_heads = None
+        if code_levels is not None:
+            levels = [int(level) for level in code_levels]
+            if math.prod(levels) != num_codes:
+                raise ValueError(
+                    f"code_levels {levels} multiply to {math.prod(levels)}, not {num_codes}"
+                )
+            basis = torch.tensor([math.prod(levels[:i]) for i in range(len(levels))])
+            codes = torch.arange(num_codes + 1)[:, None]
+            digits = (codes // basis) % torch.tensor(levels)  # (K + 1, d)
+            digits[num_codes] = torch.tensor(levels)  # [MASK] has its own row per channel
+            self.register_buffer("code_digits", digits, persistent=False)
+            self.level_emb = nn.ModuleList(nn.Embedding(level + 1, dim) for level in levels)
+            self.level_heads = nn.ModuleList(nn.Linear(dim, level) for level in levels)
+            for table in self.level_emb:
+                nn.init.normal_(table.weight, std=0.02)
         self.time_emb = nn.Parameter(torch.randn(max_time_tokens, dim) * 0.02)
         self.row_emb = nn.Parameter(torch.randn(height_tokens, dim) * 0.02)
         self.col_emb = nn.Parameter(torch.randn(width_tokens, dim) * 0.02)
@@ -160,6 +188,10 @@ class MaskedVideoTransformer(ModelMixin, ConfigMixin):
         (True = real token) -> logits (B, N, K)."""
         num_steps = self._check_inputs(tokens, text_emb, text_mask)
         x = self.token_emb(tokens) + self._positions(num_steps)  # (B, N, D)
+        if self.level_emb is not None:
+            digits = self.code_digits[tokens]  # (B, N, d)
+            for channel, table in enumerate(self.level_emb):
+                x = x + table(digits[..., channel])
         context = self.text_norm(text_emb.to(x.dtype))  # (B, L, Dt)
         context_mask = text_mask.bool()
         grid = (num_steps, self.config.height_tokens, self.config.width_tokens)
@@ -167,4 +199,10 @@ class MaskedVideoTransformer(ModelMixin, ConfigMixin):
             if self.local is not None:
                 x = self.local[index](x, grid)
             x = block(x, context, context_mask=context_mask)
-        return self.to_logits(self.norm_out(x))  # (B, N, K)
+        x = self.norm_out(x)
+        logits = self.to_logits(x)  # (B, N, K)
+        if self.level_heads is not None:
+            digits = self.code_digits[: self.num_codes]  # (K, d)
+            for channel, head in enumerate(self.level_heads):
+                logits = logits + head(x)[..., digits[:, channel]]  # (B, N, L_i) -> (B, N, K)
+        return logits

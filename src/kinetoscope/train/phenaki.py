@@ -167,14 +167,21 @@ def build_tokenizer(recipe: PhenakiRecipe) -> CViViT:
 def build_transformer(
     recipe: PhenakiRecipe, tokenizer: CViViT, *, text_dim: int
 ) -> MaskedVideoTransformer:
-    """A freshly initialised masked transformer over ``tokenizer``'s code grid."""
+    """A freshly initialised masked transformer over ``tokenizer``'s code grid.
+
+    ``factorized_codes: true`` in the recipe's ``transformer:`` gives it the tokenizer's FSQ
+    levels as ``code_levels``.
+    """
+    options = dict(recipe.transformer)
+    if options.pop("factorized_codes", False):
+        options["code_levels"] = tuple(tokenizer.quantizer.levels_list)
     return MaskedVideoTransformer(
         num_codes=tokenizer.num_codes,
         max_time_tokens=recipe.token_steps,
         height_tokens=tokenizer.grid,
         width_tokens=tokenizer.grid,
         text_dim=text_dim,
-        **recipe.transformer,
+        **options,
     )
 
 
