@@ -83,8 +83,8 @@ class FSQ(nn.Module):
         digits = (codes * half_width + half_width).round().long()  # (..., d) in [0, L)
         return (digits * self.basis).sum(dim=-1)
 
-    def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
-        """indices (...) long -> codes (..., d) float in [-1, 1]."""
+    def indices_to_digits(self, indices: torch.Tensor) -> torch.Tensor:
+        """indices (...) long -> per-channel levels (..., d) long, channel i in [0, L_i)."""
         if indices.dtype not in (torch.int32, torch.int64):
             raise ValueError(f"FSQ indices must be an integer tensor, got {indices.dtype}")
         if indices.numel() and (indices.min() < 0 or indices.max() >= self.num_codes):
@@ -92,7 +92,11 @@ class FSQ(nn.Module):
                 f"FSQ indices must lie in [0, {self.num_codes}), got range "
                 f"[{int(indices.min())}, {int(indices.max())}]"
             )
-        digits = (indices.long()[..., None] // self.basis) % self.levels  # (..., d)
+        return (indices.long()[..., None] // self.basis) % self.levels
+
+    def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        """indices (...) long -> codes (..., d) float in [-1, 1]."""
+        digits = self.indices_to_digits(indices)  # (..., d)
         half_width = self._half_width(torch.empty((), dtype=torch.float32))
         return (digits.float() - half_width) / half_width
 

@@ -34,6 +34,7 @@ from diffusers.configuration_utils import register_to_config
 from einops import rearrange
 from torch import nn
 
+from kinetoscope.autoencoders.quantizers import FSQ
 from kinetoscope.nn.attention import TransformerBlock
 
 
@@ -96,11 +97,11 @@ class MaskedVideoTransformer(ModelMixin, ConfigMixin):
                 raise ValueError(
                     f"code_levels {levels} multiply to {math.prod(levels)}, not {num_codes}"
                 )
-            basis = torch.tensor([math.prod(levels[:i]) for i in range(len(levels))])
-            codes = torch.arange(num_codes + 1)[:, None]
-            digits = (codes // basis) % torch.tensor(levels)  # (K + 1, d)
-            digits[num_codes] = torch.tensor(levels)  # [MASK] has its own row per channel
-            self.register_buffer("code_digits", digits, persistent=False)
+            digits = FSQ(levels).indices_to_digits(torch.arange(num_codes))  # (K, d)
+            mask_digits = torch.tensor(levels)[None]  # [MASK] has its own row per channel
+            self.register_buffer(
+                "code_digits", torch.cat([digits, mask_digits]), persistent=False
+            )  # (K + 1, d)
             self.level_emb = nn.ModuleList(nn.Embedding(level + 1, dim) for level in levels)
             self.level_heads = nn.ModuleList(nn.Linear(dim, level) for level in levels)
             for table in self.level_emb:
