@@ -100,35 +100,27 @@ class TemporalTransformer(nn.Module):
     ) -> torch.Tensor:
         """x (B*T, C, h, w), context (B, L, D) -> (B*T, C, h, w)."""
         height, width = x.shape[-2:]
-        if self.spacetime:
-            return x + self._spacetime(x, context, context_mask, num_frames=num_frames)
-        tokens = rearrange(self.norm(x), "(b t) c h w -> (b h w) t c", t=num_frames)
-        frame_pos = sinusoidal_embedding(torch.arange(num_frames, device=x.device), self.channels)
-        tokens = tokens + frame_pos.to(tokens.dtype)[None]
-        if self.spatial_positions:
-            tokens = tokens + repeat(
-                self._grid_positions(height, width, x.device).to(tokens.dtype),
-                "(h w) c -> (b h w) 1 c",
-                h=height,
-                b=tokens.shape[0] // (height * width),
-            )
+        pos = self._positions(num_frames, height, width, x.device)  # (T, h*w or 1, C)
+        if self.spacetime:  # one sequence of T*h*w tokens per clip
+            layout = "b (t h w) c"
+            tokens = rearrange(self.norm(x), f"(b t) c h w -> {layout}", t=num_frames)
+            tokens = tokens + rearrange(pos, "t n c -> (t n) c").to(tokens.dtype)
+        else:  # a sequence of T frames per clip and pixel
+            layout = "(b h w) t c"
+            tokens = rearrange(self.norm(x), "(b t) c h w -> b (h w) t c", t=num_frames)
+            tokens = (tokens + rearrange(pos, "t n c -> n t c").to(tokens.dtype)).flatten(0, 1)
         tokens = self.proj_out(self.block(tokens, context, context_mask=context_mask))
-        out = rearrange(tokens, "(b h w) t c -> (b t) c h w", h=height, w=width)
-        return x + out
+        return x + rearrange(tokens, f"{layout} -> (b t) c h w", t=num_frames, h=height, w=width)
 
-    def _spacetime(
-        self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor, *, num_frames: int
+    def _positions(
+        self, num_frames: int, height: int, width: int, device: torch.device
     ) -> torch.Tensor:
-        """The residual of full space-time attention: (B*T, C, h, w) -> (B*T, C, h, w)."""
-        height, width = x.shape[-2:]
-        tokens = rearrange(self.norm(x), "(b t) c h w -> b (t h w) c", t=num_frames)
-        frame_pos = sinusoidal_embedding(torch.arange(num_frames, device=x.device), self.channels)
-        grid = self._grid_positions(height, width, x.device)
-        pos = rearrange(frame_pos[:, None] + grid[None], "t n c -> (t n) c")
-        tokens = self.proj_out(
-            self.block(tokens + pos.to(tokens.dtype)[None], context, context_mask=context_mask)
-        )
-        return rearrange(tokens, "b (t h w) c -> (b t) c h w", t=num_frames, h=height)
+        """(T, h*w, C) frame (+ row and column) embeddings; (T, 1, C) without spatial ones."""
+        pos = sinusoidal_embedding(torch.arange(num_frames, device=device), self.channels)
+        pos = pos[:, None]
+        if self.spatial_positions:
+            pos = pos + self._grid_positions(height, width, device)[None]
+        return pos
 
     def _grid_positions(self, height: int, width: int, device: torch.device) -> torch.Tensor:
         """(h*w, C): sin/cos of the row in the first C/2 channels, of the column in the rest."""
