@@ -536,3 +536,69 @@ def test_spacetime_attention_links_any_place_and_frame_per_pixel_attention_does_
         )
     assert model.down_blocks[1].temporal_attn.spacetime
     assert not model.down_blocks[0].temporal_attn.spacetime
+
+
+def test_motion_bias_points_each_query_along_the_prompted_trajectory():
+    from kinetoscope.diffusion.unet import MotionBias
+
+    torch.manual_seed(0)
+    bias_layer = MotionBias(16, num_heads=2)
+    emb, mask = text(1)
+    frames, size = 5, 8
+    # At initialisation: every head prefers the same place in every frame, for any prompt.
+    bias = bias_layer(emb, mask, num_frames=frames, height=size, width=size)
+    assert bias.shape == (1, 2, frames * size * size, frames * size * size)
+    grid = bias[0, 0].reshape(frames, size, size, frames, size, size)
+    query = (4, 5, 6)  # frame, row, column
+    for frame in range(frames):
+        best = grid[query][frame].flatten().argmax().item()
+        assert divmod(best, size) == (5, 6)
+    # A prompt-given velocity of one cell per frame to the right in head 1 (x, y order):
+    # from frame 4, column 6, the content came from column 6 - (4 - s) in frame s.
+    with torch.no_grad():
+        bias_layer.net[-1].bias[4:6] = torch.tensor([1.0 / size, 0.0])
+    velocity, _ = bias_layer.motion(emb, mask)
+    torch.testing.assert_close(velocity[0, 1], torch.tensor([1.0 / size, 0.0]))
+    grid = bias_layer(emb, mask, num_frames=frames, height=size, width=size)
+    grid = grid[0, 1].reshape(frames, size, size, frames, size, size)
+    for frame in range(frames):
+        best = grid[query][frame].flatten().argmax().item()
+        assert divmod(best, size) == (5, 6 - (4 - frame))
+    # Against the formula evaluated pair by pair, for random velocities and spreads.
+    torch.nn.init.normal_(bias_layer.net[-1].weight)
+    frames, height, width = 3, 2, 4
+    bias = bias_layer(emb, mask, num_frames=frames, height=height, width=width)[0]
+    velocity, spread = bias_layer.motion(emb, mask)
+    coords = [(t, y, x) for t in range(frames) for y in range(height) for x in range(width)]
+    for head in range(2):
+        (vx, vy), (sx, sy) = velocity[0, head].tolist(), spread[0, head].tolist()
+        for q, (tq, yq, xq) in enumerate(coords):
+            for k, (tk, yk, xk) in enumerate(coords):
+                ex = (xk - xq + vx * width * (tq - tk)) / sx
+                ey = (yk - yq + vy * height * (tq - tk)) / sy
+                assert abs(bias[head, q, k].item() + 0.5 * (ex * ex + ey * ey)) < 1e-4
+
+
+def test_motion_bias_is_trained_in_stage_two_and_reaches_the_output():
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match="spacetime"):
+        VideoUNet(**TINY_UNET, motion_bias=True)
+    model = VideoUNet(**TINY_UNET, spacetime_attention_levels=(1,), motion_bias=True)
+    layer = model.down_blocks[1].temporal_attn
+    assert layer.motion_bias is not None and model.down_blocks[0].temporal_attn.motion_bias is None
+    names = model.temporal_parameter_names()
+    assert any("motion_bias" in n for n in names)
+    latents = torch.randn(2, 4, 3, 8, 8)
+    emb, mask = text(2)
+    with torch.no_grad():  # zero-initialised outputs: starts as the image model
+        torch.testing.assert_close(
+            model(latents, 500, emb, mask), model(latents, 500, emb, mask, use_temporal=False)
+        )
+    torch.nn.init.normal_(layer.proj_out.weight)
+    torch.nn.init.normal_(model.conv_out.weight, std=0.1)  # the output layer starts at zero too
+    model(latents, 500, emb, mask).square().mean().backward()
+    # Gradients flow through the attention logits to the prompt-reading layer and the spreads
+    # (the layers before the zero-initialised last one get theirs once it moves).
+    bias_layer = layer.motion_bias
+    for param in (bias_layer.net[-1].weight, bias_layer.net[-1].bias, bias_layer.log_spread):
+        assert param.grad is not None and param.grad.abs().sum() > 0

@@ -16,6 +16,8 @@ L text tokens, D text width, N = B*T frames seen as images.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from diffusers import ConfigMixin, ModelMixin
@@ -57,6 +59,80 @@ class SpatialTransformer(nn.Module):
         return x + self.proj_out(rearrange(tokens, "n (h w) c -> n c h w", h=height, w=width))
 
 
+class MotionBias(nn.Module):
+    """Text-conditioned trajectory bias for space-time attention: (B, H, N, N) logits to add.
+
+    Each head reads a velocity (vx, vy) and a spread (sx, sy) from the prompt (a small MLP on
+    the mean of its token states). A query at frame t and place p then favours the keys at
+    frame s around p - v (t - s), where the content it shows at frame t was at frame s if it
+    moves at v:
+
+        bias = -((dx + vx (t - s)) / sx)^2 / 2 - ((dy + vy (t - s)) / sy)^2 / 2,  d = p_key - p_query
+
+    Places are in cells of the attention grid, velocities in frame widths per frame (so one
+    velocity means the same motion at every level). The MLP's last layer starts at zero: at
+    first every head looks at the same place in all frames, 1.5 cells wide, for any prompt.
+    With a content-based attention alone a head has to learn positional queries and keys
+    that line up along the asked direction; here the prompt moves the line directly, and a
+    wide spread on one axis (a large sx for "left and right") leaves the head free along it.
+    """
+
+    def __init__(self, context_dim: int, *, num_heads: int, hidden: int = 128) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.net = nn.Sequential(
+            nn.Linear(context_dim, hidden), nn.SiLU(), nn.Linear(hidden, 4 * num_heads)
+        )
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+        self.log_spread = nn.Parameter(torch.full((num_heads, 2), math.log(1.5)))
+
+    def motion(
+        self, context: torch.Tensor, context_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(velocity (B, H, 2) in frame widths per frame, spread (B, H, 2) in cells), x then y."""
+        mask = context_mask.bool()[..., None].to(context.dtype)
+        pooled = (context * mask).sum(1) / mask.sum(1).clamp(min=1)  # (B, D)
+        out = rearrange(self.net(pooled), "b (h k) -> b h k", h=self.num_heads)
+        return out[..., :2], (self.log_spread + out[..., 2:]).exp()
+
+    def forward(
+        self,
+        context: torch.Tensor,
+        context_mask: torch.Tensor,
+        *,
+        num_frames: int,
+        height: int,
+        width: int,
+    ) -> torch.Tensor:
+        """context (B, L, D), context_mask (B, L) -> bias (B, H, T*h*w, T*h*w), tokens (t h w)."""
+        velocity, spread = self.motion(context, context_mask)
+        device, dtype = context.device, context.dtype
+        # The bias is a sum of an x term and a y term, each a function of (place offset,
+        # elapsed frames) only: evaluate both on those small tables, then gather to N x N.
+        elapsed = torch.arange(-(num_frames - 1), num_frames, device=device, dtype=dtype)
+        terms = []
+        for axis, size in ((0, width), (1, height)):
+            offset = torch.arange(-(size - 1), size, device=device, dtype=dtype)  # key - query
+            speed = velocity[..., axis, None, None] * size  # cells per frame, (B, H, 1, 1)
+            scaled = (offset[:, None] + speed * elapsed[None, :]) / spread[..., axis, None, None]
+            terms.append(-0.5 * scaled.square().flatten(2))  # (B, H, (2 size - 1)(2T - 1))
+        t, y, x = (
+            c.flatten()
+            for c in torch.meshgrid(
+                torch.arange(num_frames, device=device),
+                torch.arange(height, device=device),
+                torch.arange(width, device=device),
+                indexing="ij",
+            )
+        )  # (N,) frame, row and column of each token
+        steps = elapsed.numel()
+        frames = t[:, None] - t[None, :] + num_frames - 1  # query - key, as a table index
+        index_x = (x[None, :] - x[:, None] + width - 1) * steps + frames  # (N, N)
+        index_y = (y[None, :] - y[:, None] + height - 1) * steps + frames
+        return terms[0][..., index_x] + terms[1][..., index_y]
+
+
 class TemporalTransformer(nn.Module):
     """Attention over the T frames at each latent pixel, plus cross-attention to the text.
 
@@ -70,6 +146,7 @@ class TemporalTransformer(nn.Module):
     same place, and a (3, s, s) convolution moves it by a pixel per frame and layer; moving an
     object 30 px over a clip as the prompt says takes a token that can look anywhere in
     space-time. Meant for the coarsest levels, where T*h*w stays small (16 * 4 * 4 = 256).
+    ``motion_bias`` adds a ``MotionBias`` (prompt-given trajectories) to that attention.
     """
 
     def __init__(
@@ -81,8 +158,11 @@ class TemporalTransformer(nn.Module):
         norm_group_size: int = 1,
         spatial_positions: bool = False,
         spacetime: bool = False,
+        motion_bias: bool = False,
     ) -> None:
         super().__init__()
+        if motion_bias and not spacetime:
+            raise ValueError("motion_bias needs space-time attention (spacetime=True)")
         spatial_positions = spatial_positions or spacetime
         if spatial_positions and channels % 4:
             raise ValueError(f"spatial positions need channels divisible by 4, got {channels}")
@@ -91,6 +171,7 @@ class TemporalTransformer(nn.Module):
         self.spacetime = spacetime
         self.norm = group_norm(channels, min_group_size=norm_group_size)
         self.block = TransformerBlock(channels, num_heads=num_heads, context_dim=context_dim)
+        self.motion_bias = MotionBias(context_dim, num_heads=num_heads) if motion_bias else None
         self.proj_out = nn.Linear(channels, channels)
         nn.init.zeros_(self.proj_out.weight)  # starts as the identity (see AlphaMix)
         nn.init.zeros_(self.proj_out.bias)
@@ -101,6 +182,11 @@ class TemporalTransformer(nn.Module):
         """x (B*T, C, h, w), context (B, L, D) -> (B*T, C, h, w)."""
         height, width = x.shape[-2:]
         pos = self._positions(num_frames, height, width, x.device)  # (T, h*w or 1, C)
+        bias = None
+        if self.motion_bias is not None:
+            bias = self.motion_bias(
+                context, context_mask, num_frames=num_frames, height=height, width=width
+            )
         if self.spacetime:  # one sequence of T*h*w tokens per clip
             layout = "b (t h w) c"
             tokens = rearrange(self.norm(x), f"(b t) c h w -> {layout}", t=num_frames)
@@ -109,7 +195,8 @@ class TemporalTransformer(nn.Module):
             layout = "(b h w) t c"
             tokens = rearrange(self.norm(x), "(b t) c h w -> b (h w) t c", t=num_frames)
             tokens = (tokens + rearrange(pos, "t n c -> n t c").to(tokens.dtype)).flatten(0, 1)
-        tokens = self.proj_out(self.block(tokens, context, context_mask=context_mask))
+        tokens = self.block(tokens, context, context_mask=context_mask, self_bias=bias)
+        tokens = self.proj_out(tokens)
         return x + rearrange(tokens, f"{layout} -> (b t) c h w", t=num_frames, h=height, w=width)
 
     def _positions(
@@ -155,6 +242,7 @@ class SpatioTemporalBlock(nn.Module):
         scale_shift: bool = False,
         temporal_spatial_positions: bool = False,
         spacetime_attention: bool = False,
+        motion_bias: bool = False,
     ) -> None:
         super().__init__()
         norms = {"norm_group_size": norm_group_size}
@@ -180,6 +268,7 @@ class SpatioTemporalBlock(nn.Module):
                 context_dim=context_dim,
                 spatial_positions=temporal_spatial_positions,
                 spacetime=spacetime_attention,
+                motion_bias=motion_bias,
                 **norms,
             )
             if temporal_attention
@@ -225,6 +314,8 @@ class VideoUNet(ModelMixin, ConfigMixin):
             column (not only its frame index).
         spacetime_attention_levels: levels (among ``temporal_attention_levels``) whose
             temporal transformers attend over all frames and positions of a clip at once.
+        motion_bias: those space-time attentions also get a prompt-given trajectory bias
+            (``MotionBias``).
         num_heads: attention heads everywhere.
         text_dim: width D of the text encoder's token states.
     """
@@ -244,10 +335,13 @@ class VideoUNet(ModelMixin, ConfigMixin):
         scale_shift: bool = False,
         temporal_spatial_positions: bool = False,
         spacetime_attention_levels: tuple[int, ...] = (),
+        motion_bias: bool = False,
         num_heads: int = 4,
         text_dim: int = 384,
     ) -> None:
         super().__init__()
+        if motion_bias and not spacetime_attention_levels:
+            raise ValueError("motion_bias needs spacetime_attention_levels")
         channels = tuple(channels)
         emb_dim = 4 * channels[0]
         self.time_embed = nn.Sequential(
@@ -271,6 +365,7 @@ class VideoUNet(ModelMixin, ConfigMixin):
                 scale_shift=scale_shift,
                 temporal_spatial_positions=temporal_spatial_positions,
                 spacetime_attention=level in spacetime_attention_levels,
+                motion_bias=motion_bias and level in spacetime_attention_levels,
             )
 
         self.down_blocks = nn.ModuleList()

@@ -38,11 +38,14 @@ class Attention(nn.Module):
         *,
         context_mask: torch.Tensor | None = None,
         causal: bool = False,
+        bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Attend from ``x`` (B, N, D) to ``context`` (Bc, M, Dc) or to itself.
 
         ``context_mask`` (Bc, M) is True where a key is real (False = padding).
         ``causal`` lets query n see keys 0..n only (self-attention).
+        ``bias`` (B, H, N, M) is added to the attention logits (not with grouped queries,
+        ``context_mask`` or ``causal``).
 
         ``context`` may be shared by groups of queries: with B = Bc * G, rows
         ``c*G .. c*G + G-1`` of ``x`` all attend to context row ``c`` (frames of one clip,
@@ -62,6 +65,12 @@ class Attention(nn.Module):
         attn_mask = None
         if context_mask is not None:
             attn_mask = rearrange(context_mask.bool(), "c m -> c 1 1 m")
+        if bias is not None:
+            if groups > 1 or attn_mask is not None or causal:
+                raise ValueError(
+                    "an attention bias needs ungrouped, unmasked, non-causal attention"
+                )
+            attn_mask = bias.to(q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=causal)
         return self.to_out(rearrange(out, "c h (g n) e -> (c g) n (h e)", g=groups, n=tokens))
 
@@ -109,9 +118,13 @@ class TransformerBlock(nn.Module):
         context: torch.Tensor | None = None,
         *,
         context_mask: torch.Tensor | None = None,
+        self_bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x (B, N, D), context (B, M, Dc), context_mask (B, M) -> (B, N, D)."""
-        x = x + self.self_attn(self.norm_self(x), causal=self.causal)
+        """x (B, N, D), context (B, M, Dc), context_mask (B, M) -> (B, N, D).
+
+        ``self_bias`` (B, H, N, N) is added to the self-attention logits.
+        """
+        x = x + self.self_attn(self.norm_self(x), causal=self.causal, bias=self_bias)
         if self.cross_attn is not None and context is not None:
             x = x + self.cross_attn(self.norm_cross(x), context, context_mask=context_mask)
         return x + self.mlp(self.norm_mlp(x))
