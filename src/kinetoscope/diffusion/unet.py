@@ -17,6 +17,7 @@ L text tokens, D text width, N = B*T frames seen as images.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -223,6 +224,19 @@ class TemporalTransformer(nn.Module):
         )
 
 
+@dataclass(frozen=True)
+class TemporalOptions:
+    """How one block's temporal layers are built (the per-level reading of VideoUNet's
+    temporal arguments, which document each option)."""
+
+    attention: bool = True
+    kernel: tuple[int, int, int] = (3, 1, 1)
+    conditioning: bool = False
+    spatial_positions: bool = False
+    spacetime: bool = False
+    motion_bias: bool = False
+
+
 class SpatioTemporalBlock(nn.Module):
     """ResBlock (+ spatial transformer), then the temporal layers mixed in through alpha."""
 
@@ -235,14 +249,9 @@ class SpatioTemporalBlock(nn.Module):
         context_dim: int,
         num_heads: int,
         spatial_attention: bool,
-        temporal_attention: bool,
-        temporal_kernel: tuple[int, int, int] = (3, 1, 1),
-        temporal_conditioning: bool = False,
+        temporal: TemporalOptions,
         norm_group_size: int = 1,
         scale_shift: bool = False,
-        temporal_spatial_positions: bool = False,
-        spacetime_attention: bool = False,
-        motion_bias: bool = False,
     ) -> None:
         super().__init__()
         norms = {"norm_group_size": norm_group_size}
@@ -256,8 +265,8 @@ class SpatioTemporalBlock(nn.Module):
         )
         self.temporal_conv = TemporalConvBlock(
             out_channels,
-            kernel_size=tuple(temporal_kernel),
-            emb_dim=emb_dim if temporal_conditioning else None,
+            kernel_size=tuple(temporal.kernel),
+            emb_dim=emb_dim if temporal.conditioning else None,
             scale_shift=scale_shift,
             **norms,
         )
@@ -266,12 +275,12 @@ class SpatioTemporalBlock(nn.Module):
                 out_channels,
                 num_heads=num_heads,
                 context_dim=context_dim,
-                spatial_positions=temporal_spatial_positions,
-                spacetime=spacetime_attention,
-                motion_bias=motion_bias,
+                spatial_positions=temporal.spatial_positions,
+                spacetime=temporal.spacetime,
+                motion_bias=temporal.motion_bias,
                 **norms,
             )
-            if temporal_attention
+            if temporal.attention
             else None
         )
         self.mix = AlphaMix()
@@ -358,14 +367,16 @@ class VideoUNet(ModelMixin, ConfigMixin):
                 context_dim=text_dim,
                 num_heads=num_heads,
                 spatial_attention=level in attention_levels,
-                temporal_attention=level in temporal_attention_levels,
-                temporal_kernel=temporal_kernel,
-                temporal_conditioning=temporal_conditioning,
+                temporal=TemporalOptions(
+                    attention=level in temporal_attention_levels,
+                    kernel=tuple(temporal_kernel),
+                    conditioning=temporal_conditioning,
+                    spatial_positions=temporal_spatial_positions,
+                    spacetime=level in spacetime_attention_levels,
+                    motion_bias=motion_bias and level in spacetime_attention_levels,
+                ),
                 norm_group_size=norm_group_size,
                 scale_shift=scale_shift,
-                temporal_spatial_positions=temporal_spatial_positions,
-                spacetime_attention=level in spacetime_attention_levels,
-                motion_bias=motion_bias and level in spacetime_attention_levels,
             )
 
         self.down_blocks = nn.ModuleList()
