@@ -58,13 +58,22 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--override", default="{}", help="JSON of VideoUNet config overrides")
     parser.add_argument("--context-frames", type=int, default=0)
+    parser.add_argument("--probe-timesteps", type=int, nargs="+", default=[990])
+    parser.add_argument(
+        "--trained",
+        action="store_true",
+        help="probe the temporal layers saved in UNET_CONFIG_DIR instead of fresh ones",
+    )
     parser.add_argument("--min-timestep", type=int, default=950, help="training timesteps from")
     args = parser.parse_args()
 
     config = {k: v for k, v in VideoUNet.load_config(args.unet_config_dir).items() if k[0] != "_"}
     config.update(json.loads(args.override))
     torch.manual_seed(5)
-    unet = load_spatial_weights(VideoUNet(**config), Path(args.image_unet_dir))
+    if args.trained:
+        unet = VideoUNet.from_pretrained(args.unet_config_dir)
+    else:
+        unet = load_spatial_weights(VideoUNet(**config), Path(args.image_unet_dir))
     sched = DDPMScheduler(**json.loads(Path(args.scheduler_config).read_text()))
     cache = torch.load(args.latents, weights_only=False)
     index = [i for i, w in enumerate(cache["wordings"]) if SINGLE.search(w[0])]
@@ -88,25 +97,30 @@ def main() -> None:
 
     def probe() -> str:
         unet.eval()
-        gen = torch.Generator().manual_seed(0)
-        losses = {"true": [], "flipped": []}
-        for start in range(0, len(test), 16):
-            chunk = test[start : start + 16]
-            x0 = latents[chunk]
-            noise = torch.randn(x0.shape, generator=gen)
-            t = torch.full((len(chunk),), 990)
-            captions = [cache["wordings"][i][0] for i in chunk]
-            flipped = [
-                SINGLE.sub(lambda m: f"the digit {m.group(1)} is moving {FLIP[m.group(2)]}", c)
-                for c in captions
-            ]
-            for key, texts in (("true", captions), ("flipped", flipped)):
-                emb, mask = encoder.encode(texts)
-                with torch.inference_mode():
-                    losses[key].append(loss_of(x0, noise, t, emb, mask).item())
+        rows = []
+        for timestep in args.probe_timesteps:
+            gen = torch.Generator().manual_seed(0)
+            losses = {"true": [], "flipped": []}
+            for start in range(0, len(test), 16):
+                chunk = test[start : start + 16]
+                x0 = latents[chunk]
+                noise = torch.randn(x0.shape, generator=gen)
+                t = torch.full((len(chunk),), timestep)
+                captions = [cache["wordings"][i][0] for i in chunk]
+                flipped = [
+                    SINGLE.sub(lambda m: f"the digit {m.group(1)} is moving {FLIP[m.group(2)]}", c)
+                    for c in captions
+                ]
+                for key, texts in (("true", captions), ("flipped", flipped)):
+                    emb, mask = encoder.encode(texts)
+                    with torch.inference_mode():
+                        losses[key].append(loss_of(x0, noise, t, emb, mask).item())
+            mean = {k: sum(v) / len(v) for k, v in losses.items()}
+            rows.append(
+                f"t={timestep} loss: true direction {mean['true']:.4f}, flipped {mean['flipped']:.4f}"
+            )
         unet.train()
-        mean = {k: sum(v) / len(v) for k, v in losses.items()}
-        return f"t=990 loss: true direction {mean['true']:.4f}, flipped {mean['flipped']:.4f}"
+        return "; ".join(rows)
 
     unet.requires_grad_(False)
     params = unet.temporal_parameters()
