@@ -84,16 +84,26 @@ def main() -> None:
     total, per = attainable_gap(latents[index], directions)
     print(f"x0 MSE of the global mean clip {total:.4f}, of the per-direction means {per:.4f}")
     encoder = load_text_encoder("all-MiniLM-L6-v2", max_length=32)
-    k = args.context_frames
+    context = args.context_frames
 
     def loss_of(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, emb, mask) -> torch.Tensor:
         noisy, target = sched.add_noise(x0, noise, t), sched.get_velocity(x0, noise, t)
-        if not k:
+        if not context:
             return ((unet(noisy, t, emb, mask) - target) ** 2).mean()
-        noisy[:, :, :k] = x0[:, :, :k]
+        noisy[:, :, :context] = x0[:, :, :context]
         frame_t = t[:, None].repeat(1, x0.shape[2])
-        frame_t[:, :k] = 0
-        return ((unet(noisy, frame_t, emb, mask) - target)[:, :, k:] ** 2).mean()
+        frame_t[:, :context] = 0
+        return ((unet(noisy, frame_t, emb, mask) - target)[:, :, context:] ** 2).mean()
+
+    chunks = [test[start : start + 16] for start in range(0, len(test), 16)]
+    probe_texts = []  # per chunk: the true and the flipped captions, encoded once
+    for chunk in chunks:
+        captions = [cache["wordings"][i][0] for i in chunk]
+        flipped = [
+            SINGLE.sub(lambda m: f"the digit {m.group(1)} is moving {FLIP[m.group(2)]}", c)
+            for c in captions
+        ]
+        probe_texts.append({"true": encoder.encode(captions), "flipped": encoder.encode(flipped)})
 
     def probe() -> str:
         unet.eval()
@@ -101,21 +111,14 @@ def main() -> None:
         for timestep in args.probe_timesteps:
             gen = torch.Generator().manual_seed(0)
             losses = {"true": [], "flipped": []}
-            for start in range(0, len(test), 16):
-                chunk = test[start : start + 16]
+            for chunk, texts in zip(chunks, probe_texts, strict=True):
                 x0 = latents[chunk]
                 noise = torch.randn(x0.shape, generator=gen)
                 t = torch.full((len(chunk),), timestep)
-                captions = [cache["wordings"][i][0] for i in chunk]
-                flipped = [
-                    SINGLE.sub(lambda m: f"the digit {m.group(1)} is moving {FLIP[m.group(2)]}", c)
-                    for c in captions
-                ]
-                for key, texts in (("true", captions), ("flipped", flipped)):
-                    emb, mask = encoder.encode(texts)
+                for key, (emb, mask) in texts.items():
                     with torch.inference_mode():
                         losses[key].append(loss_of(x0, noise, t, emb, mask).item())
-            mean = {k: sum(v) / len(v) for k, v in losses.items()}
+            mean = {key: sum(v) / len(v) for key, v in losses.items()}
             rows.append(
                 f"t={timestep} loss: true direction {mean['true']:.4f}, flipped {mean['flipped']:.4f}"
             )

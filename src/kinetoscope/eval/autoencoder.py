@@ -44,8 +44,8 @@ def autoencoder_report(
         k: [] for k in ("psnr_image", "psnr_video", "flicker_image", "flicker_video")
     }
     for index in range(count):
-        clip = dataset[index].frames
-        video = torch.from_numpy(clip).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
+        sample = dataset[index]
+        clip, video = sample.frames, sample.to_video().to_tensor()[None]  # (1, C, T, H, W)
         latents = vae.encode(video)
         for mode, temporal in (("image", False), ("video", True)):
             recon = _to_uint8(vae.decode(latents, temporal=temporal)[0])
@@ -89,8 +89,7 @@ def round_trip_ceiling(
     for index in range(count):
         clip = dataset[index]
         expected = manifest_objects(clip.world, clip.objects)
-        video = torch.from_numpy(clip.frames).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
-        recon = _to_uint8(reconstruct(video)[0])[:16]
+        recon = _to_uint8(reconstruct(clip.to_video().to_tensor()[None])[0])[:16]
         real.append(judge.judge(clip.frames[:16], expected, world=clip.world).correct)
         round_trip.append(judge.judge(recon, expected, world=clip.world).correct)
     return {
