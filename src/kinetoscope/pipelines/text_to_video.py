@@ -16,6 +16,7 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteS
 from tqdm.auto import tqdm
 
 from kinetoscope.autoencoders.vae import VideoAutoencoderKL
+from kinetoscope.diffusion.noise import mix_frame_noise
 from kinetoscope.diffusion.unet import VideoUNet
 from kinetoscope.pipelines.base import (
     Pipeline,
@@ -58,6 +59,7 @@ class TextToVideoPipeline(Pipeline):
         "guidance_scale": 4.0,
         "precision": "float32",
         "first_frame": "joint",
+        "noise_correlation": 0.0,
     }
     components = {"vae": VideoAutoencoderKL, "unet": VideoUNet}
     device_component = "unet"
@@ -168,7 +170,14 @@ class TextToVideoPipeline(Pipeline):
         emb, mask = emb.to(self.device), mask.to(self.device)
         latent_size = self.defaults.get("resolution", 64) // self.vae.downscale
         shape = (self.unet.config.latent_channels, num_frames, latent_size, latent_size)
-        noise = randn(shape, generators, self.device, torch.float32)
+        correlation = float(self.defaults["noise_correlation"])
+        if correlation:  # one more frame per sample: the component the frames share
+            drawn = randn(
+                (shape[0], num_frames + 1, *shape[2:]), generators, self.device, torch.float32
+            )
+            noise = mix_frame_noise(drawn[:, :, 1:], drawn[:, :, :1], correlation)
+        else:
+            noise = randn(shape, generators, self.device, torch.float32)
         denoise = dict(
             scheduler=scheduler, steps=steps, guidance=guidance, emb=emb, mask=mask,
             autocast=autocast, progress=progress,

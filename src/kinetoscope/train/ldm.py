@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
 from kinetoscope.autoencoders.vae import VideoAutoencoderKL
+from kinetoscope.diffusion.noise import frame_correlated_noise
 from kinetoscope.diffusion.unet import VideoUNet
 from kinetoscope.train.loop import atomic_save
 from kinetoscope.train.recipe import (
@@ -97,6 +98,7 @@ def denoising_loss(
     context_frames: torch.Tensor | None = None,
     high_noise_fraction: float = 0.0,
     high_noise_start: float = 0.75,
+    noise_correlation: float = 0.0,
 ):
     """Denoising loss; latents (B, Z, T, h, w), one timestep per clip.
 
@@ -113,8 +115,11 @@ def denoising_loss(
     theirs from the top of the schedule, [``high_noise_start`` * T, T). That is where the
     prompt decides what the clip shows (the layout and the motion): at lower noise the
     noisy clip itself reveals them, so a uniform draw spends most of its signal elsewhere.
+
+    ``noise_correlation`` > 0 correlates the noise across frames (the mixed noise prior of
+    ``kinetoscope.diffusion.noise``); the pipeline must then sample with the same value.
     """
-    noise = torch.randn_like(latents)
+    noise = frame_correlated_noise(latents, noise_correlation)
     t = draw_timesteps(
         latents.shape[0],
         scheduler.config.num_train_timesteps,
@@ -317,6 +322,7 @@ def _unet_stage(
     high_noise = {
         "high_noise_fraction": float(stage.extra.get("high_noise_fraction", 0.0)),
         "high_noise_start": float(stage.extra.get("high_noise_start", 0.75)),
+        "noise_correlation": noise_correlation(stage) if temporal else 0.0,
     }
     if context_fraction and not 1 <= max_context < recipe.num_frames:
         raise ValueError(f"max_context_frames must lie in 1..{recipe.num_frames - 1}")
@@ -358,6 +364,12 @@ def _unet_stage(
     )
 
 
+def noise_correlation(stage: StageConfig) -> float:
+    """The frame correlation of the noise a temporal stage trains with (extra key
+    ``noise_correlation``, default 0: independent frames)."""
+    return float(stage.extra.get("noise_correlation", 0.0))
+
+
 def train_ldm(recipe: LDMRecipe, out_dir: str | Path) -> Path:
     """Run every stage of ``recipe`` (resuming finished ones) and save the pipeline to out_dir/pipeline."""
     out = start_run(recipe, out_dir)
@@ -394,7 +406,11 @@ def train_ldm(recipe: LDMRecipe, out_dir: str | Path) -> Path:
         TextToVideoPipeline,
         recipe,
         out,
-        defaults={"num_frames": recipe.num_frames, "fps": recipe.fps},
+        defaults={
+            "num_frames": recipe.num_frames,
+            "fps": recipe.fps,
+            "noise_correlation": noise_correlation(recipe.stage("unet_temporal")),
+        },
         vae=vae,
         unet=unet,
         scheduler_config=dict(scheduler.config),
