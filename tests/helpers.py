@@ -6,6 +6,10 @@ there (and tests/ has no ``__init__.py``).
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
 import torch
 from diffusers import DDPMScheduler
 
@@ -60,3 +64,12 @@ def tiny_ldm_pipeline(text_encoder, *, conv_out_std: float | None = None) -> Tex
     )
     pipe._text_encoder = text_encoder
     return pipe
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """The script benchmarks/<name>.py imported as a module (benchmarks/ is not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import torch
 
-from helpers import tiny_ldm_pipeline
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "image_model_probe.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("image_model_probe", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from helpers import load_benchmark, tiny_ldm_pipeline
 
 
 def test_image_model_only_switches_the_temporal_layers_off(fake_text_encoder):
-    probe = load_script()
+    probe = load_benchmark("image_model_probe")
     pipe = tiny_ldm_pipeline(fake_text_encoder, conv_out_std=0.2)
     with torch.no_grad():
         for p in pipe.unet.temporal_parameters():
@@ -38,7 +27,7 @@ def test_image_model_only_switches_the_temporal_layers_off(fake_text_encoder):
 
 
 def test_image_stage_pipeline_loads_a_run_folder(tmp_path, fake_text_encoder):
-    probe = load_script()
+    probe = load_benchmark("image_model_probe")
     pipe = tiny_ldm_pipeline(fake_text_encoder)
     pipe.vae.save_pretrained(tmp_path / "vae")
     pipe.unet.save_pretrained(tmp_path / "unet-image")

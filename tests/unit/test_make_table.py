@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "make_table.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("make_table", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from helpers import load_benchmark
 
 
 def fake_report(accuracy: float) -> dict:
@@ -26,7 +17,7 @@ def fake_report(accuracy: float) -> dict:
 
 
 def test_table_rows_per_model_and_world(tmp_path, monkeypatch):
-    mt = load_script()
+    mt = load_benchmark("make_table")
     monkeypatch.setattr(mt, "RESULTS", tmp_path)
     for split, acc in (("test", 0.5), ("train", 0.75)):
         out = tmp_path / f"eval-ldm-mnist-mnist-1-{split}"
