@@ -319,7 +319,7 @@ def _unet_stage(
 
     context_fraction = float(stage.extra.get("context_fraction", 0.0)) if temporal else 0.0
     max_context = int(stage.extra.get("max_context_frames", 1))
-    high_noise = {
+    noise_options = {  # timestep draw and frame correlation of the noise
         "high_noise_fraction": float(stage.extra.get("high_noise_fraction", 0.0)),
         "high_noise_start": float(stage.extra.get("high_noise_start", 0.75)),
         "noise_correlation": noise_correlation(stage) if temporal else 0.0,
@@ -342,7 +342,7 @@ def _unet_stage(
             mask,
             use_temporal=temporal,
             context_frames=context,
-            **high_noise,
+            **noise_options,
         )
         return loss, {}
 
