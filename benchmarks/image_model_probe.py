@@ -25,24 +25,30 @@ from diffusers import DDPMScheduler
 
 import kinetoscope
 from kinetoscope.autoencoders.vae import VideoAutoencoderKL
+from kinetoscope.config import from_dict
 from kinetoscope.data.worlds import eval_prompts
 from kinetoscope.diffusion.unet import VideoUNet
-from kinetoscope.eval.judge import load_judge
+from kinetoscope.eval.evaluate import generate_and_judge, sampling_options
 from kinetoscope.pipelines.text_to_video import TextToVideoPipeline
+from kinetoscope.train.ldm import LDMRecipe
+from kinetoscope.train.recipe import build_pipeline
 
 IDENTITY = {"mnist": ("digit",), "shapes": ("color", "shape", "size")}
 
 
 def image_stage_pipeline(run: Path) -> TextToVideoPipeline:
-    """The pipeline of a run's autoencoder and stage-1 image model."""
-    recipe = json.loads((run / "recipe.json").read_text())
-    return TextToVideoPipeline(
+    """The pipeline of a run's autoencoder and stage-1 image model, with the run's sampling
+    defaults (its ``recipe.json``)."""
+    recipe = from_dict(
+        LDMRecipe, json.loads((run / "recipe.json").read_text()), where="recipe.json"
+    )
+    return build_pipeline(
+        TextToVideoPipeline,
+        recipe,
+        defaults={"resolution": recipe.resolution},
         vae=VideoAutoencoderKL.from_pretrained(run / "vae"),
         unet=VideoUNet.from_pretrained(run / "unet-image"),
-        scheduler_config=dict(DDPMScheduler(**recipe["scheduler"]).config),
-        text_encoder=recipe["text_encoder"],
-        max_length=recipe["max_length"],
-        defaults={"resolution": recipe["resolution"], "model_name": recipe["name"]},
+        scheduler_config=dict(DDPMScheduler(**recipe.scheduler).config),
     )
 
 
@@ -51,6 +57,18 @@ def image_model_only(pipe: TextToVideoPipeline) -> TextToVideoPipeline:
     forward = pipe.unet.forward
     pipe.unet.forward = lambda *args, use_temporal: forward(*args, use_temporal=False)
     return pipe
+
+
+def shares(verdicts: list, world: str) -> str:
+    """The shares of verdicts with the asked identity, the asked count, and both."""
+    identity = [all(v.attributes[key] for key in IDENTITY[world]) for v in verdicts]
+    count = [bool(v.attributes["count"]) for v in verdicts]
+    right = {
+        "identity": sum(identity),
+        "count": sum(count),
+        "both": sum(i and c for i, c in zip(identity, count, strict=True)),
+    }
+    return ", ".join(f"{k} {100 * n / len(verdicts):.0f}%" for k, n in right.items())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,30 +89,20 @@ def main(argv: list[str] | None = None) -> int:
         pipe = kinetoscope.load(args.model)
     pipe = image_model_only(pipe)
     world = args.world.split("-")[0]
-    judge = load_judge()
     prompts = eval_prompts(args.world, split=args.split, count=args.count, seed=args.seed)
     for guidance in args.guidance:
-        right = {"identity": 0, "count": 0, "both": 0}
-        for start in range(0, len(prompts), 8):
-            chunk = prompts[start : start + 8]
-            out = pipe(
-                [p for p, _ in chunk],
-                num_frames=1,
-                num_inference_steps=args.steps,
-                guidance_scale=guidance,
-                seed=[args.seed + start + i for i in range(len(chunk))],
-                progress=False,
-            )
-            for video, (_, expected) in zip(out.frames, chunk, strict=True):
-                still = np.repeat(video.frames, 8, axis=0)
-                verdict = judge.judge(still, expected, world=world)
-                identity = all(verdict.attributes[key] for key in IDENTITY[world])
-                count = verdict.attributes["count"]
-                right["identity"] += identity
-                right["count"] += count
-                right["both"] += identity and count
-        shares = ", ".join(f"{k} {100 * v / len(prompts):.0f}%" for k, v in right.items())
-        print(f"{args.world} {args.split}, guidance {guidance:g}, n={len(prompts)}: {shares}")
+        _, verdicts, _ = generate_and_judge(
+            pipe,
+            prompts,
+            world=args.world,
+            seed=args.seed,
+            batch_size=8,
+            sampling={"num_frames": 1, **sampling_options(steps=args.steps, guidance=guidance)},
+            as_judged=lambda video: np.repeat(video.frames, 8, axis=0),
+        )
+        print(
+            f"{args.world} {args.split}, guidance {guidance:g}, n={len(prompts)}: {shares(verdicts, world)}"
+        )
     return 0
 
 

@@ -15,6 +15,7 @@ import math
 import resource
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +67,13 @@ def generate_and_judge(
     seed: int,
     batch_size: int,
     sampling: dict,
+    as_judged: Callable[[Any], Any] | None = None,
 ) -> tuple[list[Any], list[Any], list[float]]:
-    """Generate one clip per prompt (seed + i) and judge it; returns videos, verdicts, s/clip."""
+    """Generate one clip per prompt (seed + i) and judge it; returns videos, verdicts, s/clip.
+
+    ``as_judged`` maps each generated video to what the judge sees (default: the video
+    itself); a probe that samples one frame, say, can hold it as a still clip.
+    """
     from kinetoscope.eval.judge import load_judge
 
     judge = load_judge()
@@ -84,7 +90,8 @@ def generate_and_judge(
         per_clip = (time.perf_counter() - began) / len(chunk)
         for video, (_, expected) in zip(out.frames, chunk, strict=True):
             videos.append(video)
-            verdicts.append(judge.judge(video, expected, world=world.split("-")[0]))
+            judged = as_judged(video) if as_judged is not None else video
+            verdicts.append(judge.judge(judged, expected, world=world.split("-")[0]))
             seconds.append(per_clip)
         logger.info("judged %d / %d", len(videos), len(prompts))
     return videos, verdicts, seconds

@@ -76,22 +76,29 @@ def start_run(recipe: Recipe, out_dir: str | Path) -> Path:
     return out
 
 
-def save_pipeline(
-    pipeline_class: type, recipe: Recipe, out: Path, *, defaults: dict[str, Any], **parts: Any
-) -> Path:
-    """Build ``pipeline_class`` from the trained ``parts`` and the recipe's text encoder, save it
-    to out/pipeline and return that path.
+def build_pipeline(
+    pipeline_class: type, recipe: Recipe, *, defaults: dict[str, Any], **parts: Any
+) -> Any:
+    """``pipeline_class`` from trained ``parts`` and the recipe's text encoder.
 
     The pipeline's sampling defaults are ``defaults``, then ``model_name`` (the recipe's name),
     then the recipe's ``sampling`` section; later keys win.
     """
-    pipe = pipeline_class(
+    return pipeline_class(
         **parts,
         text_encoder=recipe.text_encoder,
         max_length=recipe.max_length,
         defaults={**defaults, "model_name": recipe.name, **recipe.sampling},
     )
-    return pipe.save_pretrained(out / "pipeline")
+
+
+def save_pipeline(
+    pipeline_class: type, recipe: Recipe, out: Path, *, defaults: dict[str, Any], **parts: Any
+) -> Path:
+    """``build_pipeline``, saved to out/pipeline; returns that path."""
+    return build_pipeline(pipeline_class, recipe, defaults=defaults, **parts).save_pretrained(
+        out / "pipeline"
+    )
 
 
 def train_stage(
