@@ -187,6 +187,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from kinetoscope.eval.compare import compare_reports, format_comparison, load_report
+
+    table = compare_reports(load_report(args.a), load_report(args.b))
+    print(format_comparison(table, args.a, args.b))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     import os
 
@@ -330,6 +338,19 @@ def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_eval)
 
 
+def _add_compare_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="compare two eval reports prompt by prompt (paired counts, McNemar p-values)",
+        description="Two reports of `kinetoscope eval` with the same world, split, --samples "
+        "and --seed judged the same prompts: per attribute, how many prompts only A or only B "
+        "got right, and the exact McNemar p-value of that split.",
+    )
+    p.add_argument("a", help="report folder (or its report.json) of model A")
+    p.add_argument("b", help="report folder (or its report.json) of model B")
+    p.set_defaults(func=cmd_compare)
+
+
 def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
@@ -372,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models_parser(sub)
     _add_data_parser(sub)
     _add_eval_parser(sub)
+    _add_compare_parser(sub)
     _add_bench_parser(sub)
     _add_doctor_parser(sub)
     return parser
