@@ -87,11 +87,36 @@ def cmd_story(args: argparse.Namespace) -> int:
         raise ValueError("give the story's prompts, or --prompts-file")
     pipe = kinetoscope.load(args.model, device=args.device)
     if not hasattr(pipe, "story"):
-        raise ValueError(f"model {args.model} has no story mode; use a phenaki-* model")
-    video = pipe.story(
-        prompts, frames_per_prompt=args.frames_per_prompt, seed=args.seed, **_sampling_kwargs(args)
-    )
+        raise ValueError(f"model {args.model} has no story mode")
+    kwargs = _sampling_kwargs(args)
+    if args.context_frames is not None:
+        kwargs["context_frames"] = args.context_frames
+    video = pipe.story(prompts, frames_per_prompt=args.frames_per_prompt, seed=args.seed, **kwargs)
     print(f"wrote {video.save(args.output)}")
+    return 0
+
+
+def cmd_continue(args: argparse.Namespace) -> int:
+    import kinetoscope
+    from kinetoscope.pipelines.base import fit_video
+    from kinetoscope.video import Video
+
+    clip = Video.read(args.input)
+    pipe = kinetoscope.load(args.model, device=args.device)
+    if not hasattr(pipe, "continue_video"):
+        raise ValueError(f"model {args.model} cannot continue a video")
+    kwargs = _sampling_kwargs(args)
+    if args.context_frames is not None:
+        kwargs["context_frames"] = args.context_frames
+    new = pipe.continue_video(
+        clip, args.prompt, num_frames=args.num_frames, seed=args.seed, **kwargs
+    )
+    if not args.only_new:  # the input (at the model's size) followed by its continuation
+        fitted, _ = fit_video(clip, new.height)
+        whole = Video.concat([fitted, new])
+        whole.fps, whole.metadata = new.fps, {**new.metadata, "continued_frames": clip.num_frames}
+        new = whole
+    print(f"wrote {new.save(args.output)}")
     return 0
 
 
@@ -265,14 +290,40 @@ def _add_generate_parser(sub: argparse._SubParsersAction) -> None:
 
 def _add_story_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "story", help="one continuous video from a sequence of prompts (phenaki models)"
+        "story",
+        help="one continuous video from a sequence of prompts",
+        description="Each prompt after the first continues the story so far: Phenaki models "
+        "from the re-encoded last frames' tokens, LDM models by context-frame prediction from "
+        "the last frames' latents.",
     )
     p.add_argument("prompts", nargs="*", help="the story, one prompt per segment")
     p.add_argument("--prompts-file", help="the story, one prompt per line")
     p.add_argument("--frames-per-prompt", type=int, default=16, help="frames per segment")
+    p.add_argument(
+        "--context-frames", type=int, default=None, help="frames each segment continues from"
+    )
     p.add_argument("-o", "--output", default="story.mp4", help="output file")
     _add_sampling_options(p)
     p.set_defaults(func=cmd_story, model="phenaki-mnist")
+
+
+def _add_continue_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "continue",
+        help="extend a video file under a prompt",
+        description="Read INPUT, continue its last frames under PROMPT, and write the input "
+        "(centre-cropped and resized to the model's size if needed) followed by the new frames.",
+    )
+    p.add_argument("input", help="video file or folder of frames to continue")
+    p.add_argument("prompt", help="what happens next")
+    p.add_argument("--num-frames", type=int, default=16, help="new frames")
+    p.add_argument(
+        "--context-frames", type=int, default=None, help="last input frames continued from"
+    )
+    p.add_argument("--only-new", action="store_true", help="write only the new frames")
+    p.add_argument("-o", "--output", default="continued.mp4", help="output file")
+    _add_sampling_options(p)
+    p.set_defaults(func=cmd_continue)
 
 
 def _add_train_parser(sub: argparse._SubParsersAction) -> None:
@@ -389,6 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_generate_parser(sub)
     _add_story_parser(sub)
+    _add_continue_parser(sub)
     _add_train_parser(sub)
     _add_models_parser(sub)
     _add_data_parser(sub)

@@ -14,12 +14,14 @@ COMMANDS = [
     [],
     ["generate"],
     ["story"],
+    ["continue"],
     ["train"],
     ["models"],
     ["data"],
     ["data", "preview"],
     ["data", "export"],
     ["eval"],
+    ["compare"],
     ["bench"],
     ["doctor"],
 ]
@@ -118,3 +120,28 @@ def test_bench_measures_a_saved_model_and_its_peer(tmp_path, capsys):
     ratio = summary["ratios_peer_over_ours"]["seconds_per_step"]
     assert ratio == pytest.approx(peer["seconds_per_step"] / ours["seconds_per_step"])
     assert (out / "bench.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_continue_and_story_write_whole_videos(tmp_path, monkeypatch, fake_text_encoder):
+    import numpy as np
+
+    import kinetoscope
+    from helpers import tiny_ldm_pipeline
+    from kinetoscope.video import Video
+
+    pipe = tiny_ldm_pipeline(fake_text_encoder, conv_out_std=0.2)
+    monkeypatch.setattr(kinetoscope, "load", lambda *args, **kwargs: pipe)
+    clip = Video(np.full((4, 16, 16, 3), 40, dtype=np.uint8), fps=6.0)
+    clip.save(tmp_path / "clip")
+    args = ["continue", str(tmp_path / "clip"), "the digit 1 is moving up", "--num-frames", "3"]
+    assert main([*args, "-o", str(tmp_path / "whole"), "--quiet"]) == 0
+    whole = Video.read(tmp_path / "whole")
+    assert whole.num_frames == 7 and whole.metadata["continued_frames"] == 4
+    assert np.array_equal(whole.frames[:4], clip.frames)  # the input, then the new frames
+    assert main([*args, "-o", str(tmp_path / "new"), "--only-new", "--quiet"]) == 0
+    new = Video.read(tmp_path / "new")
+    assert np.array_equal(new.frames, whole.frames[4:])
+    story = ["story", "a red circle", "a blue square", "--frames-per-prompt", "3"]
+    assert main([*story, "--context-frames", "1", "-o", str(tmp_path / "story"), "--quiet"]) == 0
+    told = Video.read(tmp_path / "story")
+    assert told.num_frames == 6 and told.metadata["context_frames"] == 1

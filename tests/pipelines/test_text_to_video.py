@@ -7,6 +7,7 @@ import pytest
 
 from helpers import tiny_ldm_pipeline
 from kinetoscope.pipelines.text_to_video import TextToVideoPipeline
+from kinetoscope.video import Video
 
 
 @pytest.fixture
@@ -193,3 +194,116 @@ def test_frame_correlated_noise_is_reproducible_sample_by_sample(pipe, monkeypat
 
     assert gap(batch[1], alone) <= 1
     assert gap(batch[1], independent[1]) > 10
+
+
+STORY = ["the digit 1 is moving up", "the digit 1 is moving left"]
+
+
+def _wake_temporal_layers(pipe):
+    """Random weights where the UNet's temporal layers start at zero, as after training."""
+    import torch
+
+    with torch.no_grad():
+        for param in pipe.unet.temporal_parameters():
+            if param.dim() > 0 and not param.any():
+                param.normal_(0, 0.2)
+
+
+def test_story_continues_from_the_clean_last_latents(pipe):
+    """Segment 1 is pipe(prompt 1); each window of segment 2 keeps the story's last k latents
+    unchanged at every step (context-frame prediction) and denoises the frames after them."""
+    import torch
+
+    first = []
+    pipe(STORY[0], seed=7, progress=False, callback=lambda i, n, z: first.append(z.clone()))
+    seen = []
+    story = pipe.story(
+        STORY,
+        frames_per_prompt=4,
+        context_frames=2,
+        seed=7,
+        progress=False,
+        callback=lambda i, n, z: seen.append(z.clone()),
+    )
+    assert story.num_frames == 8 and story.frames.shape == (8, 16, 16, 3)
+    meta = story.metadata
+    assert [(s["start"], s["end"]) for s in meta["segments"]] == [(0, 4), (4, 8)]
+    assert meta["prompts"] == STORY and meta["seed"] == 7 and meta["context_frames"] == 2
+    # 2 steps for segment 1, then 2 windows (4-frame window, 2 context -> 2 new frames) x 2 steps.
+    assert [z.shape[2] for z in seen] == [4, 4, 4, 4, 4, 4]
+    assert all(torch.equal(a, b) for a, b in zip(seen[:2], first, strict=True))
+    segment_1 = seen[1]
+    window_1, window_2 = seen[2:4], seen[4:6]
+    for z in window_1:
+        assert torch.equal(z[:, :, :2], segment_1[:, :, 2:])
+    for z in window_2:  # its context: the two frames window 1 just made
+        assert torch.equal(z[:, :, :2], window_1[-1][:, :, 2:])
+    # the new frames depend on the context they continue
+    _wake_temporal_layers(pipe)
+    seen = []
+    pipe.story(
+        STORY,
+        frames_per_prompt=4,
+        context_frames=2,
+        seed=7,
+        progress=False,
+        callback=lambda i, n, z: seen.append(z.clone()),
+    )
+    other = []
+    pipe.story(
+        STORY,
+        frames_per_prompt=4,
+        context_frames=1,
+        seed=7,
+        progress=False,
+        callback=lambda i, n, z: other.append(z.clone()),
+    )
+    assert not torch.allclose(other[3][:, :, 2:], seen[3][:, :, 2:])
+
+
+def test_one_prompt_story_is_the_plain_generation(pipe):
+    alone = pipe(STORY[0], seed=3, progress=False).frames[0]
+    story = pipe.story(STORY[:1], frames_per_prompt=4, seed=3, progress=False)
+    assert np.array_equal(story.frames, alone.frames)
+
+
+def test_continue_video_resizes_and_spans_windows(pipe):
+    rng = np.random.default_rng(0)
+    clip = Video(rng.integers(0, 256, (3, 24, 32, 3), dtype=np.uint8), fps=12.0)
+    seen = []
+    new = pipe.continue_video(
+        clip,
+        STORY[1],
+        num_frames=5,
+        seed=0,
+        progress=False,
+        callback=lambda i, n, z: seen.append(z),
+    )
+    assert new.frames.shape == (5, 16, 16, 3)
+    assert [z.shape[2] for z in seen] == [4, 4, 4, 4, 3, 3]  # 2 + 2 + 1 new frames
+    meta = new.metadata
+    assert new.fps == 12.0 and meta["resized_from"] == [24, 32] and meta["context_frames"] == 2
+    assert meta["first_frame"] == "context"
+    again = pipe.continue_video(clip, STORY[1], num_frames=5, seed=0, progress=False)
+    assert np.array_equal(again.frames, new.frames)
+    _wake_temporal_layers(pipe)  # zero-initialised, they would let no frame see another
+    new = pipe.continue_video(clip, STORY[1], num_frames=5, seed=0, progress=False)
+    shifted = Video(np.roll(clip.frames, 8, axis=2), fps=12.0)
+    assert not np.array_equal(
+        pipe.continue_video(shifted, STORY[1], num_frames=5, seed=0, progress=False).frames,
+        new.frames,
+    )
+
+
+def test_story_and_continue_reject_bad_input(pipe):
+    clip = Video(np.zeros((1, 16, 16, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match="list of prompts"):
+        pipe.story(STORY[0])
+    with pytest.raises(ValueError, match="no new frame"):
+        pipe.story(STORY, frames_per_prompt=4, context_frames=4, progress=False)
+    with pytest.raises(ValueError, match="shorter than context_frames"):
+        pipe.story(STORY, frames_per_prompt=1, context_frames=2, progress=False)
+    with pytest.raises(ValueError, match="1 frame"):
+        pipe.continue_video(clip, STORY[0], progress=False)
+    with pytest.raises(ValueError, match="Video"):
+        pipe.continue_video(clip.frames, STORY[0], progress=False)

@@ -10,6 +10,7 @@ encoder, sampling defaults) and one ``save_pretrained`` folder per model compone
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import shutil
@@ -20,11 +21,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import torch
+import torch.nn.functional as F
 
 import kinetoscope
 
 if TYPE_CHECKING:
     from kinetoscope.video import Video
+
+logger = logging.getLogger(__name__)
 
 MODEL_INDEX = "model_index.json"
 
@@ -86,6 +90,26 @@ def randn(
 ) -> torch.Tensor:
     """(B, *shape) standard normal noise, sample i from generators[i] (drawn on CPU for portability)."""
     return torch.stack([torch.randn(shape, generator=g) for g in generators]).to(device, dtype)
+
+
+def fit_video(video: Video, size: int) -> tuple[Video, bool]:
+    """Centre-crop ``video`` to a square and resize it to ``size`` x ``size`` (antialiased
+    bilinear). Returns (video, whether it was changed)."""
+    from kinetoscope.video import Video
+
+    if (video.height, video.width) == (size, size):
+        return video, False
+    side = min(video.height, video.width)
+    if side < size:
+        logger.warning(
+            "upscaling a %dx%d video to the model's %dx%d", video.width, video.height, size, size
+        )
+    top, left = (video.height - side) // 2, (video.width - side) // 2
+    frames = video.to_tensor()[:, :, top : top + side, left : left + side]  # (C, T, S, S)
+    resized = F.interpolate(
+        frames.transpose(0, 1), size=(size, size), mode="bilinear", antialias=True
+    )  # (T, C, size, size)
+    return Video.from_tensor(resized.transpose(0, 1).clamp(-1, 1), fps=video.fps), True
 
 
 def read_model_index(directory: str | Path) -> dict[str, Any]:

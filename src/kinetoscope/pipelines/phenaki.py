@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from kinetoscope.autoencoders.cvivit import CViViT
@@ -43,6 +42,7 @@ from kinetoscope.pipelines.base import (
     PipelineOutput,
     StepCallback,
     check_count,
+    fit_video,
     normalize_prompts,
     sample_generators,
 )
@@ -77,24 +77,6 @@ def encode_text(encoder: Any, texts: Sequence[str]) -> tuple[torch.Tensor, torch
 def next_clip_length(num_frames: int) -> int:
     """Smallest C-ViViT length ``1 + 2k >= num_frames``."""
     return num_frames if num_frames % 2 == 1 else num_frames + 1
-
-
-def fit_video(video: Video, size: int) -> tuple[Video, bool]:
-    """Centre-crop ``video`` to a square and resize it to ``size`` x ``size`` (antialiased
-    bilinear). Returns (video, whether it was changed)."""
-    if (video.height, video.width) == (size, size):
-        return video, False
-    side = min(video.height, video.width)
-    if side < size:
-        logger.warning(
-            "upscaling a %dx%d video to the model's %dx%d", video.width, video.height, size, size
-        )
-    top, left = (video.height - side) // 2, (video.width - side) // 2
-    frames = video.to_tensor()[:, :, top : top + side, left : left + side]  # (C, T, S, S)
-    resized = F.interpolate(
-        frames.transpose(0, 1), size=(size, size), mode="bilinear", antialias=True
-    )  # (T, C, size, size)
-    return Video.from_tensor(resized.transpose(0, 1).clamp(-1, 1), fps=video.fps), True
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,13 @@ from kinetoscope.pipelines.base import (
     Pipeline,
     PipelineOutput,
     StepCallback,
+    check_count,
+    fit_video,
     normalize_prompts,
     randn,
     sample_generators,
 )
-from kinetoscope.video import videos_from_tensor
+from kinetoscope.video import Video, videos_from_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ class TextToVideoPipeline(Pipeline):
         "precision": "float32",
         "first_frame": "joint",
         "noise_correlation": 0.0,
+        "context_frames": 2,
     }
     components = {"vae": VideoAutoencoderKL, "unet": VideoUNet}
     device_component = "unet"
@@ -151,56 +154,305 @@ class TextToVideoPipeline(Pipeline):
         """
         prompts, negatives = normalize_prompts(prompt, negative_prompt)
         num_frames = self._count_option(num_frames, "num_frames")
-        steps = self._count_option(num_inference_steps, "num_inference_steps")
-        guidance = float(self._option(guidance_scale, "guidance_scale"))
-        fps = float(fps or self.defaults["fps"])
-        precision = self._option(precision, "precision")
-        autocast = self._autocast(precision)  # checked before any work
-        first_frame = self._option(first_frame, "first_frame")
-        if first_frame not in ("joint", "image"):
-            raise ValueError(f"first_frame must be 'joint' or 'image', got {first_frame!r}")
-
-        batch = len(prompts)
-        generators, seeds = sample_generators(
-            batch, seed=seed, generator=generator, device=self.device
+        settings = self._settings(
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            fps=fps,
+            precision=precision,
+            first_frame=first_frame,
+            scheduler=scheduler,
         )
-        guided = guidance != 1.0
-        texts = prompts + negatives if guided else prompts
-        emb, mask = self.text_encoder.encode(texts)
-        emb, mask = emb.to(self.device), mask.to(self.device)
-        latent_size = self.defaults.get("resolution", 64) // self.vae.downscale
-        shape = (self.unet.config.latent_channels, num_frames, latent_size, latent_size)
-        correlation = float(self.defaults["noise_correlation"])
-        if correlation:  # one more frame per sample: the component the frames share
-            drawn = randn(
-                (shape[0], num_frames + 1, *shape[2:]), generators, self.device, torch.float32
-            )
-            noise = mix_frame_noise(drawn[:, :, 1:], drawn[:, :, :1], correlation)
-        else:
-            noise = randn(shape, generators, self.device, torch.float32)
-        denoise = dict(
-            scheduler=scheduler, steps=steps, guidance=guidance, emb=emb, mask=mask,
-            autocast=autocast, progress=progress,
-        )  # fmt: skip
-        context = None
-        if first_frame == "image" and num_frames > 1:
-            context = self._denoise(noise[:, :, :1], use_temporal=False, **denoise)
-        latents = self._denoise(noise, context=context, callback=callback, **denoise)
+        generators, seeds = sample_generators(
+            len(prompts), seed=seed, generator=generator, device=self.device
+        )
+        denoise = self._denoise_options(settings, prompts, negatives, progress)
+        latents = self._first_latents(
+            num_frames, generators, denoise, first_frame=settings["first_frame"], callback=callback
+        )
         video = self.vae.decode_chunked(latents, chunk_size=decode_chunk_size).clamp(-1.0, 1.0)
         videos = self._stamp(
             videos_from_tensor(video),
             prompts,
             negatives,
             seeds,
-            fps=fps,
-            steps=steps,
-            guidance_scale=guidance,
-            scheduler=scheduler,
+            fps=settings["fps"],
+            **self._metadata(settings),
             num_frames=num_frames,
-            precision=precision,
-            first_frame=first_frame,
         )
         return PipelineOutput(frames=videos)
+
+    @torch.inference_mode()
+    def story(
+        self,
+        prompts: list[str],
+        *,
+        frames_per_prompt: int = 16,
+        context_frames: int | None = None,
+        seed: int = 0,
+        generator: torch.Generator | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        negative_prompt: str | list[str] | None = None,
+        scheduler: str = "dpmpp",
+        decode_chunk_size: int | None = None,
+        callback: StepCallback | None = None,
+        progress: bool = True,
+        fps: float | None = None,
+        precision: str | None = None,
+        first_frame: str | None = None,
+    ) -> Video:
+        """One continuous video telling ``prompts`` in order, ``frames_per_prompt`` frames each.
+
+        Segment 1 is sampled as ``pipe(prompts[0])``. Each later segment is context-frame
+        prediction: the last ``context_frames`` latents of the story so far enter the denoiser
+        clean (timestep 0), and the segment's frames are denoised after them under the next
+        prompt, in windows of at most the model's training length. The whole story is decoded
+        at once, so the temporal decoder sees across the joins. Segment i draws its noise from
+        ``seed + i`` (unless a ``generator`` is given); other arguments as in ``__call__``, and
+        ``negative_prompt`` may be one string or one per prompt.
+
+        Returns:
+            A Video of ``len(prompts) * frames_per_prompt`` frames whose metadata lists the
+            prompts and each segment's [start, end) frame range.
+        """
+        if isinstance(prompts, str):
+            raise ValueError(
+                "story takes a list of prompts (one per segment); use pipe(...) for one"
+            )
+        prompts, negatives = normalize_prompts(list(prompts), negative_prompt)
+        check_count("frames_per_prompt", frames_per_prompt)
+        settings = self._settings(
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            fps=fps,
+            precision=precision,
+            first_frame=first_frame,
+            scheduler=scheduler,
+        )
+        k = self._context_frames(context_frames)
+        if len(prompts) > 1 and frames_per_prompt < k:
+            raise ValueError(
+                f"frames_per_prompt={frames_per_prompt} is shorter than context_frames={k}; "
+                "raise frames_per_prompt or lower context_frames"
+            )
+        story, segments = None, []
+        for i, (p, n) in enumerate(zip(prompts, negatives, strict=True)):
+            gen = torch.Generator().manual_seed(seed + i) if generator is None else generator
+            denoise = self._denoise_options(settings, [p], [n], progress)
+            if story is None:
+                story = self._first_latents(
+                    frames_per_prompt, [gen], denoise,
+                    first_frame=settings["first_frame"], callback=callback,
+                )  # fmt: skip
+            else:
+                new = self._continue_latents(
+                    story[:, :, -k:], frames_per_prompt, [gen], denoise, callback=callback
+                )
+                story = torch.cat([story, new], dim=2)
+            end = story.shape[2]
+            segments.append({"prompt": p, "start": end - frames_per_prompt, "end": end})
+        chunk = decode_chunk_size or self.window
+        (video,) = videos_from_tensor(
+            self.vae.decode_chunked(story, chunk_size=chunk).clamp(-1.0, 1.0)
+        )
+        video.fps = settings["fps"]
+        video.metadata = {
+            "prompt": " / ".join(prompts),
+            "prompts": prompts,
+            "negative_prompts": negatives,
+            "segments": segments,
+            "seed": None if generator is not None else seed,
+            **self._run_metadata(**self._metadata(settings)),
+            "context_frames": k,
+            "num_frames": video.num_frames,
+            "frames_per_prompt": frames_per_prompt,
+        }
+        return video
+
+    @torch.inference_mode()
+    def continue_video(
+        self,
+        video: Video,
+        prompt: str,
+        *,
+        num_frames: int = 16,
+        context_frames: int | None = None,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        negative_prompt: str | None = None,
+        scheduler: str = "dpmpp",
+        callback: StepCallback | None = None,
+        progress: bool = True,
+        fps: float | None = None,
+        precision: str | None = None,
+    ) -> Video:
+        """The ``num_frames`` frames that follow ``video`` under ``prompt``.
+
+        ``video`` (e.g. ``Video.read(path)``) is centre-cropped and resized to the model's
+        resolution when needed. Its last ``context_frames`` frames are encoded and become the
+        clean context of context-frame prediction, as in ``story``. Returns only the new frames
+        (decoded after the context, so the temporal decoder sees it), so
+        ``Video.concat([video, new])`` is the whole clip when sizes match. Other arguments as
+        in ``__call__``; fps defaults to the input's.
+        """
+        if not isinstance(video, Video):
+            raise ValueError(
+                f"continue_video takes a kinetoscope.video.Video (e.g. Video.read(path)), "
+                f"got {type(video).__name__}"
+            )
+        if not isinstance(prompt, str):
+            raise ValueError("continue_video takes one prompt string")
+        prompts, negatives = normalize_prompts(prompt, negative_prompt)
+        check_count("num_frames", num_frames)
+        settings = self._settings(
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            fps=video.fps if fps is None else fps,
+            precision=precision,
+            first_frame=None,
+            scheduler=scheduler,
+        )
+        k = self._context_frames(context_frames)
+        if video.num_frames < k:
+            raise ValueError(
+                f"the video has {video.num_frames} frame(s) but context_frames={k}; "
+                f"pass a longer clip or context_frames <= {video.num_frames}"
+            )
+        fitted, resized = fit_video(video[-k:], self.defaults.get("resolution", 64))
+        context = self.vae.encode(fitted.to_tensor()[None].to(self.device))
+        generators, seeds = sample_generators(1, seed=seed, generator=generator, device=self.device)
+        denoise = self._denoise_options(settings, prompts, negatives, progress)
+        new = self._continue_latents(context, num_frames, generators, denoise, callback=callback)
+        decoded = self.vae.decode_chunked(torch.cat([context, new], dim=2), chunk_size=self.window)
+        (out,) = videos_from_tensor(decoded[:, :, k:].clamp(-1.0, 1.0))
+        settings["first_frame"] = "context"
+        self._stamp(
+            [out],
+            prompts,
+            negatives,
+            seeds,
+            fps=settings["fps"],
+            **self._metadata(settings),
+            context_frames=k,
+            num_frames=num_frames,
+            continued_from=video.metadata.get("prompt"),
+            resized_from=[video.height, video.width] if resized else None,
+        )
+        return out
+
+    # ------------------------------------------------------------------ sampling steps
+    @property
+    def window(self) -> int:
+        """Frames the denoiser sees at once when continuing: the model's training length."""
+        return int(self.defaults["num_frames"])
+
+    def _context_frames(self, value: int | None) -> int:
+        """Checked context length of a continuation (default: the model's)."""
+        k = self._count_option(value, "context_frames")
+        if k >= self.window:
+            raise ValueError(
+                f"context_frames={k} leaves no new frame in the model's {self.window}-frame "
+                "window; use fewer"
+            )
+        return k
+
+    def _settings(self, **given: Any) -> dict[str, Any]:
+        """Checked sampling settings: given values, else the model's defaults."""
+        first_frame = self._option(given.pop("first_frame"), "first_frame")
+        if first_frame not in ("joint", "image"):
+            raise ValueError(f"first_frame must be 'joint' or 'image', got {first_frame!r}")
+        precision = self._option(given.pop("precision"), "precision")
+        scheduler = given.pop("scheduler")
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {sorted(SCHEDULERS)}")
+        settings = {
+            "steps": self._count_option(given.pop("num_inference_steps"), "num_inference_steps"),
+            "guidance": float(self._option(given.pop("guidance_scale"), "guidance_scale")),
+            "fps": float(given.pop("fps") or self.defaults["fps"]),
+            "precision": precision,
+            "autocast": self._autocast(precision),  # checked before any work
+            "first_frame": first_frame,
+            "scheduler": scheduler,
+        }
+        return settings
+
+    @staticmethod
+    def _metadata(settings: dict[str, Any]) -> dict[str, Any]:
+        """The settings recorded in a video's metadata."""
+        return {
+            "steps": settings["steps"],
+            "guidance_scale": settings["guidance"],
+            "scheduler": settings["scheduler"],
+            "precision": settings["precision"],
+            "first_frame": settings["first_frame"],
+        }
+
+    def _denoise_options(
+        self, settings: dict[str, Any], prompts: list[str], negatives: list[str], progress: bool
+    ) -> dict[str, Any]:
+        """The keyword arguments of ``_denoise`` for these prompts (text encoded once)."""
+        guided = settings["guidance"] != 1.0
+        emb, mask = self.text_encoder.encode(prompts + negatives if guided else prompts)
+        return dict(
+            scheduler=settings["scheduler"], steps=settings["steps"],
+            guidance=settings["guidance"], emb=emb.to(self.device), mask=mask.to(self.device),
+            autocast=settings["autocast"], progress=progress,
+        )  # fmt: skip
+
+    def _noise(self, num_frames: int, generators: list[torch.Generator]) -> torch.Tensor:
+        """(B, Z, num_frames, h, w) starting noise, frame-correlated as the model was trained."""
+        latent_size = self.defaults.get("resolution", 64) // self.vae.downscale
+        shape = (self.unet.config.latent_channels, num_frames, latent_size, latent_size)
+        correlation = float(self.defaults["noise_correlation"])
+        if not correlation:
+            return randn(shape, generators, self.device, torch.float32)
+        # One more frame per sample: the component the frames share.
+        drawn = randn(
+            (shape[0], num_frames + 1, *shape[2:]), generators, self.device, torch.float32
+        )
+        return mix_frame_noise(drawn[:, :, 1:], drawn[:, :, :1], correlation)
+
+    def _first_latents(
+        self,
+        num_frames: int,
+        generators: list[torch.Generator],
+        denoise: dict[str, Any],
+        *,
+        first_frame: str,
+        callback: StepCallback | None,
+    ) -> torch.Tensor:
+        """Latents of new clips: all frames jointly, or frame 0 by the image model first."""
+        noise = self._noise(num_frames, generators)
+        context = None
+        if first_frame == "image" and num_frames > 1:
+            context = self._denoise(noise[:, :, :1], use_temporal=False, **denoise)
+        return self._denoise(noise, context=context, callback=callback, **denoise)
+
+    def _continue_latents(
+        self,
+        context: torch.Tensor,
+        num_frames: int,
+        generators: list[torch.Generator],
+        denoise: dict[str, Any],
+        *,
+        callback: StepCallback | None,
+    ) -> torch.Tensor:
+        """``num_frames`` latents after the clean ``context`` (B, Z, k, h, w).
+
+        Windows of at most ``self.window`` frames: the last k latents so far, then new ones.
+        """
+        k, history, new = context.shape[2], context, []
+        remaining = num_frames
+        while remaining:
+            count = min(remaining, self.window - k)
+            noise = self._noise(k + count, generators)
+            latents = self._denoise(noise, context=history[:, :, -k:], callback=callback, **denoise)
+            new.append(latents[:, :, k:])
+            history = latents
+            remaining -= count
+        return torch.cat(new, dim=2)
 
     def _denoise(
         self,
