@@ -83,7 +83,7 @@ def build_table(models: list[str]) -> str:
     ]
     for model in models:
         bench = _load(bench_dir(model) / "bench.json") or {"results": [], "summary": {}}
-        result = bench["results"][0] if bench["results"] else None
+        result = _default_speed(model)
         summary = (bench["summary"].get("models") or [{}])[0]
         ratio = summary.get("ratios_peer_over_ours", {}).get("seconds_per_step")
         for world in model_worlds(model):
@@ -112,6 +112,66 @@ def build_table(models: list[str]) -> str:
             ]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _default_speed(model: str) -> dict | None:
+    """One default 16-frame generation: ``bench-<model>/`` or, for Phenaki, ``phenaki.json``."""
+    bench = _load(bench_dir(model) / "bench.json")
+    if bench and bench["results"]:
+        return bench["results"][0]
+    for row in (_load(RESULTS / "phenaki.json") or {"results": []})["results"]:
+        if row.get("model") == model and row["name"].endswith("(default)"):
+            return row
+    return None
+
+
+def family_table(models: list[str]) -> str:
+    """Markdown: each LDM model against the Phenaki model of its worlds, prompt by prompt."""
+    from kinetoscope.eval.compare import compare_reports
+
+    lines = [
+        "| world, test | LDM / Phenaki overall | right only in LDM / only in Phenaki "
+        "(McNemar p) | per attribute, LDM / Phenaki | s/clip, LDM / Phenaki |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for ldm in (m for m in models if m.startswith("ldm-")):
+        phenaki = "phenaki-" + ldm.removeprefix("ldm-")
+        if phenaki not in models:
+            continue
+        speeds = [_default_speed(m) for m in (ldm, phenaki)]
+        speed = " / ".join(f"{r['seconds_per_clip']:.2f}" if r else "–" for r in speeds)
+        for world in model_worlds(ldm):
+            a = _load(report_dir(ldm, world, "test") / "report.json")
+            b = _load(report_dir(phenaki, world, "test") / "report.json")
+            if a is None or b is None:
+                continue
+            table = compare_reports(a, b)
+            overall = table.pop("overall")
+            attrs = ", ".join(
+                f"{k} {100 * r['a']:.0f} / {100 * r['b']:.0f}%" for k, r in table.items()
+            )
+            cells = [
+                world,
+                f"{100 * overall['a']:.0f}% / {100 * overall['b']:.0f}%",
+                f"{overall['only_a']} / {overall['only_b']} (p {overall['p']:.3f})",
+                attrs,
+                speed,
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+FAMILIES = """
+
+## The two families on the same prompts
+
+Both families' test reports use the same prompts and seeds, so their verdicts pair up
+(`kinetoscope compare results/eval-ldm-mnist-mnist-1-test results/eval-phenaki-mnist-mnist-1-test`).
+The third column counts the prompts only one of the two got fully right, with the exact McNemar
+p-value of that split. Speed is one default 16-frame 64×64 generation of each (Phenaki's from
+`benchmarks/bench_phenaki.py`, `results/phenaki.json`).
+
+"""
 
 
 HEADER = """# Benchmarks
@@ -152,8 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.run:
         run_missing(models, samples=args.samples, threads=args.threads)
     table = build_table(models)
-    (ROOT / "README.md").write_text(HEADER + table + "\n")
+    families = family_table(models)
+    (ROOT / "README.md").write_text(HEADER + table + FAMILIES + families + "\n")
     print(table)
+    print(families)
     return 0
 
 

@@ -44,3 +44,38 @@ def test_table_rows_per_model_and_world(tmp_path, monkeypatch):
     assert row[:4] == ["ldm-mnist", "mnist-1", "50% (45–55)", "75% (70–80)"]
     assert row[5] == "123 (20)" and row[-3:] == ["3.00", "0.200", "0.80"]
     assert mt.model_worlds("phenaki-shapes") == ["shapes-1", "shapes-2"]
+
+
+def paired_report(verdicts: list[tuple[bool, bool]]) -> dict:
+    """A report whose samples carry (digit, motion) verdicts; overall = both right."""
+    samples = [
+        {"prompt": f"prompt {i}", "correct": d and m, "attributes": {"digit": d, "motion": m}}
+        for i, (d, m) in enumerate(verdicts)
+    ]
+    protocol = {"world": "mnist-1", "split": "test", "samples": len(samples), "seeds": "0..3"}
+    return {**fake_report(0.5), "protocol": protocol, "samples": samples}
+
+
+def test_family_table_pairs_ldm_with_phenaki(tmp_path, monkeypatch):
+    mt = load_benchmark("make_table")
+    monkeypatch.setattr(mt, "RESULTS", tmp_path)
+    reports = {
+        "ldm-mnist": [(True, True), (True, True), (True, False), (False, False)],
+        "phenaki-mnist": [(False, True), (True, True), (False, False), (False, True)],
+    }
+    for model, verdicts in reports.items():
+        out = tmp_path / f"eval-{model}-mnist-1-test"
+        out.mkdir()
+        (out / "report.json").write_text(json.dumps(paired_report(verdicts)))
+    speed = {"name": "kinetoscope phenaki-mnist (default)", "model": "phenaki-mnist"}
+    (tmp_path / "phenaki.json").write_text(
+        json.dumps({"results": [{**speed, "seconds_per_clip": 1.25}]})
+    )
+    table = mt.family_table(["ldm-mnist", "phenaki-mnist"]).splitlines()
+    assert len(table) == 3  # header, rule, mnist-1 (mnist-2 has no reports)
+    row = [c.strip() for c in table[2].strip("|").split("|")]
+    assert row[0] == "mnist-1" and row[1] == "50% / 25%"
+    assert row[2] == "1 / 0 (p 1.000)"  # prompt 0 right only in LDM; prompt 1 right in both
+    assert row[3] == "digit 75 / 25%, motion 50 / 75%"
+    assert row[4] == "– / 1.25"  # no LDM bench here; Phenaki's from phenaki.json
+    assert mt.family_table(["ldm-mnist"]).count("\n") == 1  # no Phenaki model: no rows
