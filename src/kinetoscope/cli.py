@@ -383,7 +383,7 @@ def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
         "--stories",
         type=int,
         default=0,
-        help="instead: judge N three-prompt stories (story mode, Phenaki models)",
+        help="instead: judge N three-prompt stories (story mode, either family)",
     )
     p.add_argument("-o", "--output", default="report", help="report folder")
     p.set_defaults(func=cmd_eval)

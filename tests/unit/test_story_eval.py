@@ -74,3 +74,16 @@ def test_protocol_on_ground_truth_stories(tmp_path, swap):
     assert saved["segment_accuracy"] == segment
     assert "digit kept across all segments" in (tmp_path / "story_report.md").read_text()
     assert (tmp_path / "stories.png").is_file()
+
+
+def test_protocol_runs_on_an_ldm_pipeline(tmp_path, fake_text_encoder, one_thread):
+    """Both families have story mode; the protocol drives a (tiny, random) Video LDM too."""
+    from helpers import tiny_ldm_pipeline
+
+    pipe = tiny_ldm_pipeline(fake_text_encoder, conv_out_std=0.2)
+    report = story_eval.evaluate_story(
+        pipe, stories=2, frames_per_prompt=4, seed=0, out_dir=tmp_path, steps=2
+    )
+    assert report["segment_accuracy"]["n"] == 6 and report["identity_kept"]["n"] == 2
+    assert [len(row["join_differences"]) for row in report["stories"]] == [2, 2]
+    assert report["protocol"]["frames_per_prompt"] == 4

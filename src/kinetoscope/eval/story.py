@@ -125,13 +125,13 @@ def evaluate_story(
     steps: int | None = None,
     guidance: float | None = None,
 ) -> dict[str, Any]:
-    """Run the story protocol (module docstring) with a Phenaki model; returns the report."""
+    """Run the story protocol (module docstring) with a model that has story mode; returns the report."""
     import kinetoscope
     from kinetoscope.eval.judge import load_judge
 
     pipe = kinetoscope.load(model) if isinstance(model, str | Path) else model
     if not hasattr(pipe, "story"):
-        raise ValueError(f"{model} has no story mode (Phenaki models have one)")
+        raise ValueError(f"{model} has no story mode (both shipped families have one)")
     judge = load_judge()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
