@@ -71,6 +71,44 @@ def check_count(name: str, value: int) -> int:
     return value
 
 
+def story_prompts(
+    prompts: list[str], negative_prompt: str | list[str] | None, frames_per_prompt: int
+) -> tuple[list[str], list[str]]:
+    """Validated story prompts and their negatives (one string or one per prompt)."""
+    if isinstance(prompts, str):
+        raise ValueError("story takes a list of prompts (one per segment); use pipe(...) for one")
+    check_count("frames_per_prompt", frames_per_prompt)
+    return normalize_prompts(list(prompts), negative_prompt)
+
+
+def check_story_context(num_prompts: int, frames_per_prompt: int, context_frames: int) -> None:
+    """A later segment continues the last ``context_frames`` frames of the previous one."""
+    if num_prompts > 1 and frames_per_prompt < context_frames:
+        raise ValueError(
+            f"frames_per_prompt={frames_per_prompt} is shorter than context_frames="
+            f"{context_frames}; raise frames_per_prompt or lower context_frames"
+        )
+
+
+def segment_generator(seed: int, index: int, generator: torch.Generator | None):
+    """Story segment ``index`` draws from ``seed + index`` unless one generator is shared."""
+    return torch.Generator().manual_seed(seed + index) if generator is None else generator
+
+
+def check_continuation(video: Video, prompt: str, num_frames: int) -> None:
+    """``continue_video``'s arguments: a Video, one prompt string, at least one new frame."""
+    from kinetoscope.video import Video
+
+    if not isinstance(video, Video):
+        raise ValueError(
+            f"continue_video takes a kinetoscope.video.Video (e.g. Video.read(path)), "
+            f"got {type(video).__name__}"
+        )
+    if not isinstance(prompt, str):
+        raise ValueError("continue_video takes one prompt string")
+    check_count("num_frames", num_frames)
+
+
 def sample_generators(
     batch: int, *, seed: int | list[int] | None, generator: torch.Generator | None, device: Any
 ) -> tuple[list[torch.Generator], list[int | None]]:
@@ -283,6 +321,33 @@ class Pipeline(LazyTextEncoder):
         """Metadata of one generation: model name, family, then ``settings`` in order."""
         model_name = self.defaults.get("model_name", getattr(self, "source", ""))
         return {"model": str(model_name), "family": self.family, **settings}
+
+    def _stamp_story(
+        self,
+        story: Video,
+        *,
+        prompts: list[str],
+        negatives: list[str],
+        segments: list[dict[str, Any]],
+        seed: int | None,
+        fps: float,
+        frames_per_prompt: int,
+        **settings: Any,
+    ) -> Video:
+        """Set a story's ``fps`` and metadata: its prompts, segments and seed, the run's
+        ``settings`` (see ``_run_metadata``) and its length. Returns ``story``."""
+        story.fps = fps
+        story.metadata = {
+            "prompt": " / ".join(prompts),
+            "prompts": prompts,
+            "negative_prompts": negatives,
+            "segments": segments,
+            "seed": seed,
+            **self._run_metadata(**settings),
+            "num_frames": story.num_frames,
+            "frames_per_prompt": frames_per_prompt,
+        }
+        return story
 
     def _stamp(
         self,

@@ -41,10 +41,13 @@ from kinetoscope.pipelines.base import (
     Pipeline,
     PipelineOutput,
     StepCallback,
-    check_count,
+    check_continuation,
+    check_story_context,
     fit_video,
     normalize_prompts,
     sample_generators,
+    segment_generator,
+    story_prompts,
 )
 from kinetoscope.video import Video, videos_from_tensor, videos_to_tensor
 
@@ -378,12 +381,7 @@ class PhenakiPipeline(Pipeline):
             A Video of ``len(prompts) * frames_per_prompt`` frames whose metadata lists the
             prompts and each segment's [start, end) frame range.
         """
-        if isinstance(prompts, str):
-            raise ValueError(
-                "story takes a list of prompts (one per segment); use pipe(...) for one"
-            )
-        prompts, negatives = normalize_prompts(list(prompts), negative_prompt)
-        check_count("frames_per_prompt", frames_per_prompt)
+        prompts, negatives = story_prompts(prompts, negative_prompt, frames_per_prompt)
         settings = self._settings(
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,
@@ -391,11 +389,7 @@ class PhenakiPipeline(Pipeline):
             context_frames=context_frames,
             fps=fps,
         )
-        if len(prompts) > 1 and frames_per_prompt < settings.context_frames:
-            raise ValueError(
-                f"frames_per_prompt={frames_per_prompt} is shorter than context_frames="
-                f"{settings.context_frames}; raise frames_per_prompt or lower context_frames"
-            )
+        check_story_context(len(prompts), frames_per_prompt, settings.context_frames)
         windows = self._num_windows(frames_per_prompt, continuing=False, settings=settings)
         windows += (len(prompts) - 1) * self._num_windows(
             frames_per_prompt, continuing=True, settings=settings
@@ -404,25 +398,23 @@ class PhenakiPipeline(Pipeline):
         segments = []
         with _Progress(settings.steps * windows, enabled=progress, callback=callback) as bar:
             for i, (p, n) in enumerate(zip(prompts, negatives, strict=True)):
-                gen = torch.Generator().manual_seed(seed + i) if generator is None else generator
+                gen = segment_generator(seed, i, generator)
                 run = _Run(self._text([p], [n], settings.guidance != 1.0), [gen], settings, bar)
                 history = None if story is None else [story]
                 (segment,) = self._generate(run, num_frames=frames_per_prompt, history=history)
                 start = 0 if story is None else story.num_frames
                 story = segment if story is None else Video.concat([story, segment])
                 segments.append({"prompt": p, "start": start, "end": story.num_frames})
-        story.fps = settings.fps
-        story.metadata = {
-            "prompt": " / ".join(prompts),
-            "prompts": prompts,
-            "negative_prompts": negatives,
-            "segments": segments,
-            "seed": None if generator is not None else seed,
-            **self._run_metadata(**settings.metadata()),
-            "num_frames": story.num_frames,
-            "frames_per_prompt": frames_per_prompt,
-        }
-        return story
+        return self._stamp_story(
+            story,
+            prompts=prompts,
+            negatives=negatives,
+            segments=segments,
+            seed=None if generator is not None else seed,
+            fps=settings.fps,
+            frames_per_prompt=frames_per_prompt,
+            **settings.metadata(),
+        )
 
     @torch.inference_mode()
     def continue_video(
@@ -450,15 +442,8 @@ class PhenakiPipeline(Pipeline):
         ``Video.concat([video, new])`` is the whole clip when sizes match. Other arguments as
         in ``__call__``; fps defaults to the input's.
         """
-        if not isinstance(video, Video):
-            raise ValueError(
-                f"continue_video takes a kinetoscope.video.Video (e.g. Video.read(path)), "
-                f"got {type(video).__name__}"
-            )
-        if not isinstance(prompt, str):
-            raise ValueError("continue_video takes one prompt string")
+        check_continuation(video, prompt, num_frames)
         prompts, negatives = normalize_prompts(prompt, negative_prompt)
-        check_count("num_frames", num_frames)
         settings = self._settings(
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,

@@ -22,11 +22,14 @@ from kinetoscope.pipelines.base import (
     Pipeline,
     PipelineOutput,
     StepCallback,
-    check_count,
+    check_continuation,
+    check_story_context,
     fit_video,
     normalize_prompts,
     randn,
     sample_generators,
+    segment_generator,
+    story_prompts,
 )
 from kinetoscope.video import Video, videos_from_tensor
 
@@ -215,12 +218,7 @@ class TextToVideoPipeline(Pipeline):
             A Video of ``len(prompts) * frames_per_prompt`` frames whose metadata lists the
             prompts and each segment's [start, end) frame range.
         """
-        if isinstance(prompts, str):
-            raise ValueError(
-                "story takes a list of prompts (one per segment); use pipe(...) for one"
-            )
-        prompts, negatives = normalize_prompts(list(prompts), negative_prompt)
-        check_count("frames_per_prompt", frames_per_prompt)
+        prompts, negatives = story_prompts(prompts, negative_prompt, frames_per_prompt)
         settings = self._settings(
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,
@@ -230,14 +228,10 @@ class TextToVideoPipeline(Pipeline):
             scheduler=scheduler,
         )
         k = self._context_frames(context_frames)
-        if len(prompts) > 1 and frames_per_prompt < k:
-            raise ValueError(
-                f"frames_per_prompt={frames_per_prompt} is shorter than context_frames={k}; "
-                "raise frames_per_prompt or lower context_frames"
-            )
+        check_story_context(len(prompts), frames_per_prompt, k)
         story, segments = None, []
         for i, (p, n) in enumerate(zip(prompts, negatives, strict=True)):
-            gen = torch.Generator().manual_seed(seed + i) if generator is None else generator
+            gen = segment_generator(seed, i, generator)
             denoise = self._denoise_options(settings, [p], [n], progress)
             if story is None:
                 story = self._first_latents(
@@ -255,19 +249,17 @@ class TextToVideoPipeline(Pipeline):
         (video,) = videos_from_tensor(
             self.vae.decode_chunked(story, chunk_size=chunk).clamp(-1.0, 1.0)
         )
-        video.fps = settings["fps"]
-        video.metadata = {
-            "prompt": " / ".join(prompts),
-            "prompts": prompts,
-            "negative_prompts": negatives,
-            "segments": segments,
-            "seed": None if generator is not None else seed,
-            **self._run_metadata(**self._metadata(settings)),
-            "context_frames": k,
-            "num_frames": video.num_frames,
-            "frames_per_prompt": frames_per_prompt,
-        }
-        return video
+        return self._stamp_story(
+            video,
+            prompts=prompts,
+            negatives=negatives,
+            segments=segments,
+            seed=None if generator is not None else seed,
+            fps=settings["fps"],
+            frames_per_prompt=frames_per_prompt,
+            **self._metadata(settings),
+            context_frames=k,
+        )
 
     @torch.inference_mode()
     def continue_video(
@@ -297,15 +289,8 @@ class TextToVideoPipeline(Pipeline):
         ``Video.concat([video, new])`` is the whole clip when sizes match. Other arguments as
         in ``__call__``; fps defaults to the input's.
         """
-        if not isinstance(video, Video):
-            raise ValueError(
-                f"continue_video takes a kinetoscope.video.Video (e.g. Video.read(path)), "
-                f"got {type(video).__name__}"
-            )
-        if not isinstance(prompt, str):
-            raise ValueError("continue_video takes one prompt string")
+        check_continuation(video, prompt, num_frames)
         prompts, negatives = normalize_prompts(prompt, negative_prompt)
-        check_count("num_frames", num_frames)
         settings = self._settings(
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,
