@@ -83,7 +83,7 @@ def build_table(models: list[str]) -> str:
     ]
     for model in models:
         bench = _load(bench_dir(model) / "bench.json") or {"results": [], "summary": {}}
-        result = _default_speed(model)
+        result = _default_speed(model, bench)
         summary = (bench["summary"].get("models") or [{}])[0]
         ratio = summary.get("ratios_peer_over_ours", {}).get("seconds_per_step")
         for world in model_worlds(model):
@@ -114,9 +114,11 @@ def build_table(models: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _default_speed(model: str) -> dict | None:
-    """One default 16-frame generation: ``bench-<model>/`` or, for Phenaki, ``phenaki.json``."""
-    bench = _load(bench_dir(model) / "bench.json")
+def _default_speed(model: str, bench: dict | None = None) -> dict | None:
+    """One default 16-frame generation: from the model's ``bench-<model>/bench.json`` (loaded
+    unless given as ``bench``) or, for Phenaki, from ``phenaki.json``."""
+    if bench is None:
+        bench = _load(bench_dir(model) / "bench.json")
     if bench and bench["results"]:
         return bench["results"][0]
     for row in (_load(RESULTS / "phenaki.json") or {"results": []})["results"]:

@@ -125,7 +125,7 @@ def evaluate_story(
     steps: int | None = None,
     guidance: float | None = None,
 ) -> dict[str, Any]:
-    """Run the story protocol (module docstring) with a model that has story mode; returns the report."""
+    """Run the story protocol (module docstring) with a story-mode model; returns the report."""
     import kinetoscope
     from kinetoscope.eval.judge import load_judge
 

@@ -329,20 +329,22 @@ class Pipeline(LazyTextEncoder):
         prompts: list[str],
         negatives: list[str],
         segments: list[dict[str, Any]],
-        seed: int | None,
+        seed: int,
+        generator: torch.Generator | None,
         fps: float,
         frames_per_prompt: int,
         **settings: Any,
     ) -> Video:
-        """Set a story's ``fps`` and metadata: its prompts, segments and seed, the run's
-        ``settings`` (see ``_run_metadata``) and its length. Returns ``story``."""
+        """Set a story's ``fps`` and metadata: its prompts, segments and seed (None when one
+        ``generator`` drove every segment), the run's ``settings`` (see ``_run_metadata``) and
+        its length. Returns ``story``."""
         story.fps = fps
         story.metadata = {
             "prompt": " / ".join(prompts),
             "prompts": prompts,
             "negative_prompts": negatives,
             "segments": segments,
-            "seed": seed,
+            "seed": None if generator is not None else seed,
             **self._run_metadata(**settings),
             "num_frames": story.num_frames,
             "frames_per_prompt": frames_per_prompt,
