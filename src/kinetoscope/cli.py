@@ -1,4 +1,5 @@
-"""The ``kinetoscope`` command line: generate, story, train, models, data, eval, bench, doctor.
+"""The ``kinetoscope`` command line: generate, story, continue, train, models, data, eval, compare,
+bench, demo, doctor.
 
 Every command has ``--help``. Heavy imports happen inside the commands so ``--help`` is fast.
 """
@@ -98,7 +99,7 @@ def cmd_story(args: argparse.Namespace) -> int:
 
 def cmd_continue(args: argparse.Namespace) -> int:
     import kinetoscope
-    from kinetoscope.pipelines.base import fit_video
+    from kinetoscope.pipelines.base import prepend_input
     from kinetoscope.video import Video
 
     clip = Video.read(args.input)
@@ -112,10 +113,7 @@ def cmd_continue(args: argparse.Namespace) -> int:
         clip, args.prompt, num_frames=args.num_frames, seed=args.seed, **kwargs
     )
     if not args.only_new:  # the input (at the model's size) followed by its continuation
-        fitted, _ = fit_video(clip, new.height)
-        whole = Video.concat([fitted, new])
-        whole.fps, whole.metadata = new.fps, {**new.metadata, "continued_frames": clip.num_frames}
-        new = whole
+        new = prepend_input(clip, new)
     print(f"wrote {new.save(args.output)}")
     return 0
 
@@ -255,6 +253,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         results, out / "bench.json", out / "bench.png", summary={"models": summaries}
     )
     print(f"wrote {json_path} and {png_path}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from kinetoscope.demo import launch
+
+    launch(host=args.host, port=args.port, device=args.device)
     return 0
 
 
@@ -431,6 +436,19 @@ def _add_doctor_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_doctor)
 
 
+def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="web demo in the browser (needs the [demo] extra)",
+        description="Serve a web page to generate, tell stories and continue videos with any "
+        "model (pip install 'kinetoscope[demo]').",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: all)")
+    p.add_argument("--port", type=int, default=7860, help="port to serve on")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.set_defaults(func=cmd_demo)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``kinetoscope`` parser: one sub-command per ``_add_<command>_parser``."""
     parser = argparse.ArgumentParser(
@@ -447,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_parser(sub)
     _add_compare_parser(sub)
     _add_bench_parser(sub)
+    _add_demo_parser(sub)
     _add_doctor_parser(sub)
     return parser
 

@@ -6,6 +6,7 @@ them instead; anything else the README shows must run and succeed here.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
 import subprocess
@@ -24,13 +25,15 @@ BLOCK = re.compile(r"```(\w+)\n(.*?)```", re.S)
 # set-up and test commands (what CI itself runs on a clean clone: .ci/run), the judge's full
 # validation table (minutes; tests/unit/test_judge.py validates it on fewer clips), the
 # autoencoder ceiling on 100 clips per world (tests/unit/test_round_trip_ceiling.py runs it on
-# a few clips and a tiny saved model of each family).
+# a few clips and a tiny saved model of each family), the web demo (serves until stopped;
+# tests/cli/test_demo.py serves its page and calls it as a client).
 SKIPPED = (
     "kinetoscope train",
     "OMP_NUM_THREADS=2 kinetoscope train",
     "bash scripts/setup.sh",
     "python -m kinetoscope.eval.judge --validate",
     "python -m kinetoscope.eval.autoencoder",
+    "kinetoscope demo",
 )
 
 
@@ -59,13 +62,34 @@ def require_models(code: str) -> None:
         pytest.skip(f"model(s) {sorted(missing)} not installed")
 
 
+@contextlib.contextmanager
+def demo_served_for(code: str):
+    """The README's web-demo client example talks to a demo on the default port: serve one."""
+    if "gradio_client" not in code:
+        yield
+        return
+    pytest.importorskip("gradio")
+    from kinetoscope.demo import build_demo
+
+    page = build_demo().queue()
+    try:
+        page.launch(prevent_thread_lock=True, server_port=7860, quiet=True)
+    except OSError:
+        pytest.skip("port 7860 is busy (a demo already running?)")
+    try:
+        yield
+    finally:
+        page.close()
+
+
 @pytest.mark.parametrize("index", range(len(blocks("python"))))
 def test_python_example_runs(index, tmp_path, monkeypatch):
     code = blocks("python")[index]
     require_models(code)
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(code, f"README.md python block {index}", "exec"), namespace)
+    with demo_served_for(code):
+        exec(compile(code, f"README.md python block {index}", "exec"), namespace)
     written = [p for p in tmp_path.iterdir() if p.suffix in {".mp4", ".gif", ".webm"}]
     for path in written:  # every video the example saves is a real, readable file
         from kinetoscope.video import Video

@@ -150,6 +150,18 @@ def fit_video(video: Video, size: int) -> tuple[Video, bool]:
     return Video.from_tensor(resized.transpose(0, 1).clamp(-1, 1), fps=video.fps), True
 
 
+def prepend_input(clip: Video, continuation: Video) -> Video:
+    """The input of ``continue_video`` (fitted to the model's size) followed by its
+    continuation, as one video with the continuation's fps and metadata."""
+    from kinetoscope.video import Video
+
+    fitted, _ = fit_video(clip, continuation.height)
+    whole = Video.concat([fitted, continuation])
+    whole.fps = continuation.fps
+    whole.metadata = {**continuation.metadata, "continued_frames": clip.num_frames}
+    return whole
+
+
 def read_model_index(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / MODEL_INDEX
     if not path.is_file():
