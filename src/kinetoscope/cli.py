@@ -1,5 +1,5 @@
-"""The ``kinetoscope`` command line: generate, story, continue, train, models, data, eval, compare,
-bench, demo, doctor.
+"""The ``kinetoscope`` command line: generate, story, continue, interpolate, train, models, data,
+eval, compare, bench, demo, doctor.
 
 Every command has ``--help``. Heavy imports happen inside the commands so ``--help`` is fast.
 """
@@ -115,6 +115,25 @@ def cmd_continue(args: argparse.Namespace) -> int:
     if not args.only_new:  # the input (at the model's size) followed by its continuation
         new = prepend_input(clip, new)
     print(f"wrote {new.save(args.output)}")
+    return 0
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    import kinetoscope
+    from kinetoscope.video import Video
+
+    clip = Video.read(args.input)
+    pipe = kinetoscope.load(args.model, device=args.device)
+    if not hasattr(pipe, "interpolate"):
+        raise ValueError(f"model {args.model} cannot interpolate (latent diffusion models can)")
+    kwargs = _sampling_kwargs(args)
+    fps = kwargs.pop("fps", None)  # default: the input's times the factor
+    smooth = pipe.interpolate(
+        clip, factor=args.factor, prompt=args.prompt, seed=args.seed, **kwargs
+    )
+    if fps is not None:  # e.g. the input's fps: slow motion
+        smooth.fps = fps
+    print(f"wrote {smooth.save(args.output)}")
     return 0
 
 
@@ -331,6 +350,24 @@ def _add_continue_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_continue)
 
 
+def _add_interpolate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "interpolate",
+        help="raise a video's frame rate with new frames between its frames",
+        description="Read INPUT and write it at FACTOR times its frame rate: FACTOR - 1 frames "
+        "between every two of its frames, denoised given them (temporal interpolation of a "
+        "latent diffusion model trained with interpolation batches).",
+    )
+    p.add_argument("input", help="video file or folder of frames")
+    p.add_argument("--factor", type=int, default=2, help="frame-rate multiplier (>= 2)")
+    p.add_argument(
+        "--prompt", default=None, help="what the video shows (default: its sidecar's prompt)"
+    )
+    p.add_argument("-o", "--output", default="interpolated.mp4", help="output file")
+    _add_sampling_options(p)
+    p.set_defaults(func=cmd_interpolate)
+
+
 def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model from a recipe in configs/")
     p.add_argument("config", help="recipe YAML, e.g. configs/ldm-mnist.yaml")
@@ -459,6 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate_parser(sub)
     _add_story_parser(sub)
     _add_continue_parser(sub)
+    _add_interpolate_parser(sub)
     _add_train_parser(sub)
     _add_models_parser(sub)
     _add_data_parser(sub)

@@ -145,3 +145,25 @@ def test_continue_and_story_write_whole_videos(tmp_path, monkeypatch, fake_text_
     assert main([*story, "--context-frames", "1", "-o", str(tmp_path / "story"), "--quiet"]) == 0
     told = Video.read(tmp_path / "story")
     assert told.num_frames == 6 and told.metadata["context_frames"] == 1
+
+
+def test_interpolate_writes_the_video_at_a_higher_frame_rate(
+    tmp_path, monkeypatch, fake_text_encoder
+):
+    import numpy as np
+
+    import kinetoscope
+    from helpers import tiny_ldm_pipeline
+    from kinetoscope.video import Video
+
+    pipe = tiny_ldm_pipeline(fake_text_encoder, conv_out_std=0.2)
+    monkeypatch.setattr(kinetoscope, "load", lambda *args, **kwargs: pipe)
+    Video(np.full((3, 16, 16, 3), 90, dtype=np.uint8), fps=4.0).save(tmp_path / "clip")
+    args = ["interpolate", str(tmp_path / "clip"), "--factor", "3", "--quiet"]
+    assert main([*args, "-o", str(tmp_path / "smooth")]) == 0
+    smooth = Video.read(tmp_path / "smooth")
+    assert smooth.num_frames == 7 and smooth.fps == 12.0
+    assert smooth.metadata["interpolation_factor"] == 3
+    assert main([*args, "--fps", "4", "-o", str(tmp_path / "slow")]) == 0
+    assert Video.read(tmp_path / "slow").fps == 4.0
+    assert main([*args[:2], "--factor", "1", "-o", str(tmp_path / "x")]) == 2

@@ -425,6 +425,45 @@ def test_context_frames_enter_clean_at_timestep_zero_and_leave_the_loss():
     assert abs((counts == 0).float().mean().item() - 0.25) < 0.03
 
 
+def test_keyframes_anywhere_enter_clean_and_leave_the_loss():
+    from kinetoscope.train.ldm import keyframe_batch
+
+    torch.manual_seed(0)
+    sched = DDPMScheduler(num_train_timesteps=100, prediction_type="v_prediction")
+    latents = torch.randn(2, 4, 5, 8, 8)
+    emb, mask = text(2)
+    model = _Recorder()
+    known = torch.tensor([[True, False, True, False, True]] * 2)
+    torch.manual_seed(1)
+    loss = denoising_loss(model, sched, latents, emb, mask, use_temporal=True, known=known)
+    sample, timestep = model.seen
+    assert torch.equal(sample[:, :, ::2], latents[:, :, ::2])  # keyframes clean
+    assert not torch.allclose(sample[:, :, 1::2], latents[:, :, 1::2])  # the frames between
+    assert timestep[:, ::2].eq(0).all() and timestep[:, 1::2].gt(0).any()
+    torch.manual_seed(1)
+    noise = torch.randn_like(latents)
+    target = sched.get_velocity(latents, noise, torch.randint(0, 100, (2,)))
+    assert torch.allclose(loss, (target[:, :, 1::2] ** 2).mean())  # only the frames between
+    with pytest.raises(ValueError, match="not both"):
+        denoising_loss(
+            model, sched, latents, emb, mask, use_temporal=True, known=known,
+            context_frames=torch.tensor([1, 1]),
+        )  # fmt: skip
+    clips = torch.randn(3, 4, 16, 2, 2)
+    for _ in range(20):
+        window, given = keyframe_batch(clips, [2, 4])
+        stride = int(given[0, 1:].nonzero()[0]) + 1  # distance to the second keyframe
+        assert stride in (2, 4) and window.shape[2] == {2: 15, 4: 13}[stride]
+        assert given.shape == (3, window.shape[2]) and given[:, -1].all()
+        assert given[0].tolist() == [i % stride == 0 for i in range(window.shape[2])]
+        starts = [s for s in range(16) if torch.equal(clips[:, :, s], window[:, :, 0])]
+        assert len(starts) == 1 and torch.equal(
+            window, clips[:, :, starts[0] : starts[0] + window.shape[2]]
+        )
+    with pytest.raises(ValueError, match="strides must lie in 2..15"):
+        keyframe_batch(clips, [1])
+
+
 def test_group_norm_group_sizes():
     from kinetoscope.nn.blocks import group_norm
 

@@ -43,13 +43,17 @@ class PipelineOutput:
     frames: list[Video]
 
 
-def normalize_prompts(prompt: str | list[str], negative_prompt: str | list[str] | None):
-    """Check prompts and pair each with a negative prompt ("" when none). Returns two lists."""
+def normalize_prompts(
+    prompt: str | list[str], negative_prompt: str | list[str] | None, *, allow_empty: bool = False
+):
+    """Check prompts and pair each with a negative prompt ("" when none). Returns two lists.
+
+    ``allow_empty`` accepts "" (unconditional), for work that is not generation from text."""
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
     if not prompts:
         raise ValueError("no prompt given: pass a non-empty string or list of strings")
     for p in prompts:
-        if not isinstance(p, str) or not p.strip():
+        if not isinstance(p, str) or not (p.strip() or allow_empty):
             raise ValueError(
                 f"empty prompt {p!r}: describe the video you want, e.g. 'the digit 7 is moving up'"
             )

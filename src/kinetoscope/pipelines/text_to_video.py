@@ -328,6 +328,106 @@ class TextToVideoPipeline(Pipeline):
         )
         return out
 
+    @torch.inference_mode()
+    def interpolate(
+        self,
+        video: Video,
+        *,
+        factor: int = 2,
+        prompt: str | None = None,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        negative_prompt: str | None = None,
+        scheduler: str = "dpmpp",
+        decode_chunk_size: int | None = None,
+        callback: StepCallback | None = None,
+        progress: bool = True,
+        precision: str | None = None,
+    ) -> Video:
+        """``video`` at ``factor`` times its frame rate (Video LDM's temporal interpolation).
+
+        The N input frames (centre-cropped and resized to the model's resolution when needed)
+        are encoded and become keyframes, every ``factor``-th latent of the output; the
+        ``factor - 1`` latents between each two are denoised given them, at timestep 0, in
+        windows of at most the model's length that start and end on a keyframe (sampled as one
+        batch). The prompt conditions the new frames; by default each window takes the one in
+        the video's metadata (for a story, the prompt of the segment the window is in), else
+        "". Needs a model trained with interpolation batches
+        (``interpolation_fraction`` in stage 2). Returns (N - 1) * factor + 1 frames at
+        ``factor`` times the input's fps. Every frame is decoded from the latents, keyframes
+        included (they are the autoencoder's round trip of the input), so the temporal decoder
+        sees the whole clip. Other arguments as in ``__call__``.
+        """
+        if not isinstance(video, Video) or video.num_frames < 2:
+            raise ValueError("interpolate needs a Video of at least 2 frames")
+        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
+            raise ValueError(f"factor must be an integer >= 2, got {factor!r}")
+        if factor >= self.window:
+            raise ValueError(
+                f"factor {factor} leaves no room for two keyframes in the model's "
+                f"{self.window}-frame window; use at most {self.window - 1}"
+            )
+        if prompt is not None and not isinstance(prompt, str):
+            raise ValueError(f"prompt must be a string, got {type(prompt).__name__}")
+        settings = self._settings(
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            fps=video.fps * factor,
+            precision=precision,
+            first_frame=None,
+            scheduler=scheduler,
+        )
+        fitted, resized = fit_video(video, self.defaults.get("resolution", 64))
+        keys = self.vae.encode(fitted.to_tensor()[None].to(self.device))  # (1, Z, N, h, w)
+        intervals = video.num_frames - 1
+        per_window = min((self.window - 1) // factor, intervals)  # keyframe intervals
+        starts = list(range(0, intervals - per_window + 1, per_window))
+        if starts[-1] + per_window < intervals:  # the last window ends on the last keyframe
+            starts.append(intervals - per_window)
+        length = per_window * factor + 1
+        context_at = torch.arange(length, device=self.device) % factor == 0
+        context = torch.zeros(
+            (len(starts), keys.shape[1], length, *keys.shape[3:]), device=self.device
+        )
+        for w, start in enumerate(starts):
+            context[w, :, context_at] = keys[0, :, start : start + per_window + 1]
+        generators, seeds = sample_generators(
+            len(starts), seed=seed, generator=generator, device=self.device
+        )
+        texts = [_interpolation_prompt(video, prompt, s, s + per_window) for s in starts]
+        prompts, negatives = normalize_prompts(texts, negative_prompt, allow_empty=True)
+        if not any(prompts + negatives):  # no text: guidance would change nothing
+            settings["guidance"] = 1.0
+        denoise = self._denoise_options(settings, prompts, negatives, progress)
+        windows = self._denoise(
+            self._noise(length, generators), context=context, context_at=context_at,
+            callback=callback, **denoise,
+        )  # fmt: skip
+        out = torch.zeros((1, keys.shape[1], intervals * factor + 1, *keys.shape[3:]))
+        out = out.to(self.device)
+        out[:, :, ::factor] = keys
+        for w, start in reversed(list(enumerate(starts))):  # earlier windows win overlaps
+            out[0, :, start * factor : (start + per_window) * factor + 1] = windows[w]
+        chunk = decode_chunk_size or self.window
+        decoded = self.vae.decode_chunked(out, chunk_size=chunk).clamp(-1.0, 1.0)
+        (result,) = videos_from_tensor(decoded)
+        settings["first_frame"] = "keyframes"
+        self._stamp(
+            [result],
+            [prompt if prompt is not None else video.metadata.get("prompt", "")],
+            negatives[:1],
+            seeds[:1],
+            fps=settings["fps"],
+            **self._metadata(settings),
+            num_frames=result.num_frames,
+            interpolation_factor=factor,
+            interpolated_from={"num_frames": video.num_frames, "fps": video.fps},
+            resized_from=[video.height, video.width] if resized else None,
+        )
+        return result
+
     # ------------------------------------------------------------------ sampling steps
     @property
     def window(self) -> int:
@@ -453,29 +553,36 @@ class TextToVideoPipeline(Pipeline):
         progress: bool,
         use_temporal: bool = True,
         context: torch.Tensor | None = None,
+        context_at: torch.Tensor | None = None,
         callback: StepCallback | None = None,
     ) -> torch.Tensor:
         """Guided denoising of ``noise`` (B, Z, T, h, w) -> clean latents.
 
-        ``context`` (B, Z, k, h, w) holds clean latents of the first k frames: they enter
-        every step as they are, with timestep 0, and are returned unchanged.
+        ``context`` (B, Z, k, h, w) holds clean latents of the first k frames; or, with
+        ``context_at`` (T,) bool, ``context`` is (B, Z, T, h, w) and its frames where
+        ``context_at`` is True are the given ones (keyframes, for interpolation). Given frames
+        enter every step as they are, with timestep 0, and are returned unchanged.
         """
         sched = self.make_scheduler(scheduler)
         sched.set_timesteps(steps, device=self.device)
         latents = noise * sched.init_noise_sigma
         guided = guidance != 1.0
-        known = 0 if context is None else context.shape[2]
+        num_frames = noise.shape[2]
+        if context is not None and context_at is None:  # the first k frames
+            k = context.shape[2]
+            context_at = torch.arange(num_frames, device=self.device) < k
+            context = torch.cat([context, torch.zeros_like(noise[:, :, k:])], dim=2)
+        keep = None if context_at is None else context_at.to(self.device)[None, None, :, None, None]
         for i, t in enumerate(tqdm(sched.timesteps, disable=not progress, desc="denoising")):
             model_in = sched.scale_model_input(latents, t)
             timestep = t
-            if known:
-                model_in = torch.cat([context, model_in[:, :, known:]], dim=2)
-                frames = (model_in.shape[0], model_in.shape[2])  # (B, T)
-                timestep = torch.full(frames, int(t), device=self.device)
-                timestep[:, :known] = 0
+            if keep is not None:
+                model_in = torch.where(keep, context, model_in)
+                timestep = torch.where(context_at, 0, int(t)).to(self.device)
+                timestep = timestep.expand(model_in.shape[0], num_frames)  # (B, T)
             if guided:
                 model_in = torch.cat([model_in, model_in])
-                if known:
+                if keep is not None:
                     timestep = torch.cat([timestep, timestep])
             with autocast:
                 pred = self.unet(model_in, timestep, emb, mask, use_temporal=use_temporal).float()
@@ -483,8 +590,23 @@ class TextToVideoPipeline(Pipeline):
                 cond, uncond = pred.chunk(2)
                 pred = uncond + guidance * (cond - uncond)
             latents = sched.step(pred, t, latents).prev_sample
-            if known:  # the context frames' own updates are discarded
-                latents = torch.cat([context, latents[:, :, known:]], dim=2)
+            if keep is not None:  # the given frames' own updates are discarded
+                latents = torch.where(keep, context, latents)
             if callback is not None:
                 callback(i, steps, latents)
         return latents
+
+
+def _interpolation_prompt(video: Video, prompt: str | None, first: int, last: int) -> str:
+    """The prompt of the interpolation window between input frames ``first`` and ``last``:
+    ``prompt`` if given, else the video's own (for a story, that of the segment holding the
+    window's middle frame), else ""."""
+    if prompt is not None:
+        return prompt
+    middle = (first + last) / 2
+    for segment in video.metadata.get("segments") or []:
+        if segment["start"] <= middle < segment["end"]:
+            return str(segment["prompt"])
+    if video.metadata.get("segments"):
+        return str(video.metadata["segments"][-1]["prompt"])
+    return str(video.metadata.get("prompt", ""))

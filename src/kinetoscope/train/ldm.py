@@ -8,6 +8,9 @@ Stages, each resumable and bounded by steps and minutes:
                       denoiser never pays for the encoder.
   4. ``unet_image``   the image model (spatial weights) on single latent frames.
   5. ``unet_temporal`` spatial weights frozen; only temporal layers and alphas, on clips.
+                      Fresh temporal layers on the image model of ``unet-image/``, or, when the
+                      run folder holds a trained video model in ``unet-video/``, a fine-tune of
+                      its temporal layers (e.g. to add interpolation to a shipped model).
 Text embeddings are computed once per distinct caption and kept in memory (and on disk
 through the text encoder's cache). Classifier-free guidance: captions are dropped to ""
 with probability ``text_dropout``.
@@ -96,6 +99,7 @@ def denoising_loss(
     *,
     use_temporal: bool,
     context_frames: torch.Tensor | None = None,
+    known: torch.Tensor | None = None,
     high_noise_fraction: float = 0.0,
     high_noise_start: float = 0.75,
     noise_correlation: float = 0.0,
@@ -109,7 +113,10 @@ def denoising_loss(
 
     ``context_frames`` (B,) gives each clip k >= 0 leading context frames (Video LDM §3.1.2,
     prediction models): they enter clean with timestep 0 and are left out of the loss, so
-    the model learns to continue given frames; the rest share the clip's timestep.
+    the model learns to continue given frames; the rest share the clip's timestep. ``known``
+    (B, T) bool marks given frames anywhere instead, e.g. every s-th frame (keyframes), so the
+    model learns to fill in the frames between them: temporal interpolation (§3.1.2), with
+    the same per-frame timesteps.
 
     Timesteps are uniform, except that a share ``high_noise_fraction`` of the clips draw
     theirs from the top of the schedule, [``high_noise_start`` * T, T). That is where the
@@ -134,11 +141,15 @@ def denoising_loss(
         target = scheduler.get_velocity(latents, noise, t)
     else:
         raise ValueError(f"prediction_type {kind!r} is not supported; use epsilon or v_prediction")
-    if context_frames is None:
+    if context_frames is not None:
+        if known is not None:
+            raise ValueError("give context_frames or known, not both")
+        frames = torch.arange(latents.shape[2], device=latents.device)
+        known = frames[None, :] < context_frames.to(latents.device)[:, None]  # (B, T)
+    if known is None:
         pred = unet(noisy, t, text_emb, text_mask, use_temporal=use_temporal)
         return F.mse_loss(pred, target)
-    frames = torch.arange(latents.shape[2], device=latents.device)
-    is_context = frames[None, :] < context_frames.to(latents.device)[:, None]  # (B, T)
+    is_context = known.to(latents.device).bool()
     if is_context.all(dim=1).any():
         raise ValueError("every clip needs at least one frame to denoise besides its context")
     ctx = is_context[:, None, :, None, None]
@@ -166,6 +177,22 @@ def draw_context_frames(batch: int, *, fraction: float, max_frames: int) -> torc
     """(B,) context-frame counts: 0 with probability 1 - ``fraction``, else 1..``max_frames``."""
     counts = torch.randint(1, max_frames + 1, (batch,))
     return torch.where(torch.rand(batch) < fraction, counts, torch.zeros_like(counts))
+
+
+def keyframe_batch(
+    latents: torch.Tensor, strides: list[int] | tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """An interpolation batch: a stride s from ``strides``, a window of s * m + 1 frames (m as
+    large as the clip allows, at a random offset) and its keyframes, every s-th frame from the
+    first to the last. Returns (latents of the window, (B, window) bool known-frame mask)."""
+    num_frames = latents.shape[2]
+    stride = int(strides[torch.randint(len(strides), ()).item()])
+    if not 2 <= stride < num_frames:
+        raise ValueError(f"interpolation strides must lie in 2..{num_frames - 1}, got {stride}")
+    length = stride * ((num_frames - 1) // stride) + 1
+    start = int(torch.randint(num_frames - length + 1, ()).item())
+    known = torch.arange(length, device=latents.device) % stride == 0
+    return latents[:, :, start : start + length], known.expand(latents.shape[0], length)
 
 
 @torch.inference_mode()
@@ -319,6 +346,9 @@ def _unet_stage(
 
     context_fraction = float(stage.extra.get("context_fraction", 0.0)) if temporal else 0.0
     max_context = int(stage.extra.get("max_context_frames", 1))
+    # A share of the batches teaches interpolation: keyframes every s-th frame, the rest noisy.
+    interpolation = float(stage.extra.get("interpolation_fraction", 0.0)) if temporal else 0.0
+    strides = list(stage.extra.get("interpolation_strides", [2, 4]))
     noise_options = {  # timestep draw and frame correlation of the noise
         "high_noise_fraction": float(stage.extra.get("high_noise_fraction", 0.0)),
         "high_noise_start": float(stage.extra.get("high_noise_start", 0.75)),
@@ -329,9 +359,11 @@ def _unet_stage(
 
     def loss_fn(model, batch):
         latents, emb, mask = batch
-        context = None
-        if context_fraction:
-            context = draw_context_frames(
+        given: dict[str, torch.Tensor] = {}
+        if interpolation and torch.rand(()).item() < interpolation:
+            latents, given["known"] = keyframe_batch(latents, strides)
+        elif context_fraction:
+            given["context_frames"] = draw_context_frames(
                 latents.shape[0], fraction=context_fraction, max_frames=max_context
             )
         loss = denoising_loss(
@@ -341,7 +373,7 @@ def _unet_stage(
             emb,
             mask,
             use_temporal=temporal,
-            context_frames=context,
+            **given,
             **noise_options,
         )
         return loss, {}
@@ -398,7 +430,11 @@ def train_ldm(recipe: LDMRecipe, out_dir: str | Path) -> Path:
     unet = VideoUNet(
         text_dim=encoder.dim, latent_channels=vae.config.latent_channels, **recipe.unet
     )
-    unet = load_spatial_weights(unet, image_dir)
+    video_dir = out / "unet-video"
+    if (video_dir / "config.json").exists():  # fine-tune a trained video model's temporal layers
+        unet = VideoUNet.from_pretrained(video_dir)
+    else:
+        unet = load_spatial_weights(unet, image_dir)
     unet = _unet_stage(recipe, out, unet, scheduler, cache, bank, "unet_temporal", temporal=True)
     from kinetoscope.pipelines.text_to_video import TextToVideoPipeline
 
@@ -409,6 +445,7 @@ def train_ldm(recipe: LDMRecipe, out_dir: str | Path) -> Path:
         defaults={
             "num_frames": recipe.num_frames,
             "fps": recipe.fps,
+            "resolution": recipe.resolution,  # the trained size, unless sampling says otherwise
             "noise_correlation": noise_correlation(recipe.stage("unet_temporal")),
         },
         vae=vae,

@@ -1,0 +1,156 @@
+"""The Video LDM recipe end to end on tiny overrides (a few steps per stage), including the
+interpolation batches of stage 2 and fine-tuning a trained video model's temporal layers."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+import kinetoscope.text
+from kinetoscope.config import from_dict
+from kinetoscope.diffusion.unet import VideoUNet
+from kinetoscope.pipelines.text_to_video import TextToVideoPipeline
+from kinetoscope.train.ldm import LDMRecipe, train_ldm
+from kinetoscope.video import Video
+
+
+def tiny_recipe(**temporal_extra) -> LDMRecipe:
+    def stage(**extra):
+        return {"steps": 2, "batch_size": 2, "lr": 1e-3, "extra": {"log_every": 1, **extra}}
+
+    return from_dict(
+        LDMRecipe,
+        {
+            "name": "ldm-tiny",
+            "worlds": ["shapes-1"],
+            "num_frames": 5,
+            "resolution": 32,
+            "num_latent_clips": 6,
+            "vae": {"latent_channels": 4, "channels": [8, 16]},
+            "unet": {
+                "channels": [16, 32],
+                "attention_levels": [1],
+                "temporal_attention_levels": [1],
+                "num_heads": 2,
+            },
+            "scheduler": {"num_train_timesteps": 100, "prediction_type": "v_prediction"},
+            "sampling": {"num_inference_steps": 2, "guidance_scale": 2.0},
+            "stages": {
+                "vae": stage(),
+                "vae_temporal": stage(),
+                "unet_image": stage(),
+                "unet_temporal": stage(**temporal_extra),
+            },
+        },
+    )
+
+
+@pytest.fixture
+def fake_encoder(monkeypatch, fake_text_encoder):
+    monkeypatch.setattr(kinetoscope.text, "load_text_encoder", lambda *a, **k: fake_text_encoder)
+    return fake_text_encoder
+
+
+def test_recipe_trains_interpolation_and_fine_tunes_a_video_model(tmp_path, fake_encoder):
+    recipe = tiny_recipe(interpolation_fraction=1.0, interpolation_strides=[2])
+    first = TextToVideoPipeline.from_pretrained(train_ldm(recipe, tmp_path / "run"))
+    first._text_encoder = fake_encoder
+    clip = first("a small red circle is moving left", seed=0, progress=False).frames[0]
+    assert clip.frames.shape == (5, 32, 32, 3)
+    smooth = first.interpolate(clip, factor=2, seed=0, progress=False)
+    assert smooth.num_frames == 9 and smooth.fps == 2 * clip.fps
+
+    # A run folder with a trained video model in unet-video/ fine-tunes its temporal layers:
+    # every spatial weight stays, the temporal ones move on from the trained ones.
+    run = tmp_path / "fine-tune"
+    run.mkdir()
+    for part in ("vae", "unet-image", "latents.pt"):
+        source = tmp_path / "run" / part
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, run / part)
+    shutil.copytree(tmp_path / "run" / "pipeline" / "unet", run / "unet-video")
+    second = TextToVideoPipeline.from_pretrained(train_ldm(recipe, run))
+    before = dict(first.unet.named_parameters())
+    temporal = set(first.unet.temporal_parameter_names())
+    moved = {n for n, p in second.unet.named_parameters() if not torch.equal(p, before[n])}
+    assert moved and moved <= temporal
+    after = dict(second.unet.named_parameters())
+    fresh = dict(VideoUNet.from_pretrained(tmp_path / "run" / "unet-image").named_parameters())
+    from_trained = sum((after[n] - before[n]).abs().sum() for n in temporal)
+    from_fresh = sum((after[n] - fresh[n]).abs().sum() for n in temporal)  # a fresh stage 2's
+    assert from_trained < from_fresh / 10
+
+
+def test_interpolation_keeps_its_keyframes_and_windows_see_only_theirs(
+    tmp_path, fake_text_encoder, monkeypatch
+):
+    from helpers import tiny_ldm_pipeline
+
+    pipe = tiny_ldm_pipeline(fake_text_encoder, conv_out_std=0.2)  # 4-frame window
+    with torch.no_grad():  # temporal layers that mix frames (they start as the image model)
+        for param in pipe.unet.temporal_parameters():
+            param.add_(torch.randn_like(param) * 0.2)
+    frames = torch.rand(7, 16, 16, 3).mul(255).to(torch.uint8).numpy()
+    video = Video(frames, fps=4.0, metadata={"prompt": "a red circle"})
+    decoded = []
+    decode = pipe.vae.decode_chunked
+    monkeypatch.setattr(
+        pipe.vae, "decode_chunked", lambda z, **kw: decoded.append(z.clone()) or decode(z, **kw)
+    )
+    out = pipe.interpolate(video, factor=3, seed=0, progress=False)
+    assert out.num_frames == 19 and out.fps == 12.0 and out.metadata["prompt"] == "a red circle"
+    assert out.metadata["interpolation_factor"] == 3
+    keys = pipe.vae.encode(video.to_tensor()[None])
+    latents = decoded[-1]
+    assert torch.equal(latents[:, :, ::3], keys)  # the keyframes are the input's latents
+    # Windows span one keyframe interval each (4-frame window, factor 3): changing the last
+    # input frame changes only the last interval's new frames.
+    changed = frames.copy()
+    changed[-1] = 255 - changed[-1]
+    pipe.interpolate(
+        Video(changed, fps=4.0), factor=3, seed=0, prompt="a red circle", progress=False
+    )
+    other = decoded[-1]
+    assert torch.equal(other[:, :, :16], latents[:, :, :16])
+    assert not torch.allclose(other[:, :, 16:18], latents[:, :, 16:18])
+
+
+def test_interpolation_prompts_follow_a_storys_segments(fake_text_encoder):
+    from kinetoscope.pipelines.text_to_video import _interpolation_prompt
+
+    story = Video(
+        torch.zeros(8, 4, 4, 3, dtype=torch.uint8).numpy(),
+        metadata={
+            "prompt": "a / b",
+            "segments": [
+                {"prompt": "a", "start": 0, "end": 4},
+                {"prompt": "b", "start": 4, "end": 8},
+            ],
+        },
+    )
+    assert _interpolation_prompt(story, None, 0, 3) == "a"
+    assert _interpolation_prompt(story, None, 3, 6) == "b"
+    assert _interpolation_prompt(story, None, 7, 8) == "b"
+    assert _interpolation_prompt(story, "c", 0, 3) == "c"
+    assert _interpolation_prompt(Video(story.frames), None, 0, 3) == ""
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"factor": 1}, "factor must be an integer >= 2"),
+        ({"factor": 2.0}, "factor must be an integer >= 2"),
+        ({"factor": 4}, "use at most 3"),
+        ({"prompt": 3}, "prompt must be a string"),
+    ],
+)
+def test_interpolation_rejects_bad_arguments(fake_text_encoder, kwargs, message):
+    from helpers import tiny_ldm_pipeline
+
+    pipe = tiny_ldm_pipeline(fake_text_encoder)
+    video = Video(torch.zeros(3, 16, 16, 3, dtype=torch.uint8).numpy())
+    with pytest.raises(ValueError, match=message):
+        pipe.interpolate(video, progress=False, **kwargs)
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        pipe.interpolate(video[:1], progress=False)
