@@ -1,9 +1,7 @@
-"""The Video LDM recipe end to end on tiny overrides (a few steps per stage), including the
-interpolation batches of stage 2 and fine-tuning a trained video model's temporal layers."""
+"""The Video LDM recipe end to end on tiny overrides (a few steps per stage), its optional
+interpolation stage, and the pipeline's temporal interpolation."""
 
 from __future__ import annotations
-
-import shutil
 
 import pytest
 import torch
@@ -16,7 +14,7 @@ from kinetoscope.train.ldm import LDMRecipe, train_ldm
 from kinetoscope.video import Video
 
 
-def tiny_recipe(**temporal_extra) -> LDMRecipe:
+def tiny_recipe(**stages) -> LDMRecipe:
     def stage(**extra):
         return {"steps": 2, "batch_size": 2, "lr": 1e-3, "extra": {"log_every": 1, **extra}}
 
@@ -41,7 +39,8 @@ def tiny_recipe(**temporal_extra) -> LDMRecipe:
                 "vae": stage(),
                 "vae_temporal": stage(),
                 "unet_image": stage(),
-                "unet_temporal": stage(**temporal_extra),
+                "unet_temporal": stage(context_fraction=0.5, noise_correlation=0.3),
+                **{name: stage(**extra) for name, extra in stages.items()},
             },
         },
     )
@@ -53,33 +52,35 @@ def fake_encoder(monkeypatch, fake_text_encoder):
     return fake_text_encoder
 
 
-def test_recipe_trains_interpolation_and_fine_tunes_a_video_model(tmp_path, fake_encoder):
-    recipe = tiny_recipe(interpolation_fraction=1.0, interpolation_strides=[2])
-    first = TextToVideoPipeline.from_pretrained(train_ldm(recipe, tmp_path / "run"))
+def test_interpolation_stage_fine_tunes_only_the_trained_temporal_layers(tmp_path, fake_encoder):
+    run = tmp_path / "run"
+    first = TextToVideoPipeline.from_pretrained(train_ldm(tiny_recipe(), run))
     first._text_encoder = fake_encoder
     clip = first("a small red circle is moving left", seed=0, progress=False).frames[0]
-    assert clip.frames.shape == (5, 32, 32, 3)
-    smooth = first.interpolate(clip, factor=2, seed=0, progress=False)
-    assert smooth.num_frames == 9 and smooth.fps == 2 * clip.fps
+    assert clip.frames.shape == (5, 32, 32, 3)  # the recipe's resolution and length
 
-    # A run folder with a trained video model in unet-video/ fine-tunes its temporal layers:
-    # every spatial weight stays, the temporal ones move on from the trained ones.
-    run = tmp_path / "fine-tune"
-    run.mkdir()
-    for part in ("vae", "unet-image", "latents.pt"):
-        source = tmp_path / "run" / part
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, run / part)
-    shutil.copytree(tmp_path / "run" / "pipeline" / "unet", run / "unet-video")
+    # The same run with an interpolation stage: stages 1-5 resume as they ended, then stage 6
+    # moves on from stage 5's temporal layers, and no spatial weight changes.
+    recipe = tiny_recipe(unet_interpolation={"interpolation_fraction": 1.0})
     second = TextToVideoPipeline.from_pretrained(train_ldm(recipe, run))
     before = dict(first.unet.named_parameters())
     temporal = set(first.unet.temporal_parameter_names())
     moved = {n for n, p in second.unet.named_parameters() if not torch.equal(p, before[n])}
     assert moved and moved <= temporal
     after = dict(second.unet.named_parameters())
-    fresh = dict(VideoUNet.from_pretrained(tmp_path / "run" / "unet-image").named_parameters())
+    fresh = dict(VideoUNet.from_pretrained(run / "unet-image").named_parameters())
     from_trained = sum((after[n] - before[n]).abs().sum() for n in temporal)
-    from_fresh = sum((after[n] - fresh[n]).abs().sum() for n in temporal)  # a fresh stage 2's
+    from_fresh = sum((after[n] - fresh[n]).abs().sum() for n in temporal)
     assert from_trained < from_fresh / 10
+    assert second.defaults["noise_correlation"] == 0.3  # inherited from stage 5
+    second._text_encoder = fake_encoder
+    smooth = second.interpolate(clip, factor=2, seed=0, progress=False)
+    assert smooth.num_frames == 9 and smooth.fps == 2 * clip.fps
+
+    with pytest.raises(ValueError, match="keep unet_temporal's noise_correlation"):
+        train_ldm(tiny_recipe(unet_interpolation={"noise_correlation": 0.0}), tmp_path / "r2")
+    with pytest.raises(ValueError, match="unknown stage"):
+        train_ldm(tiny_recipe(unet_interpolaton={}), tmp_path / "r3")
 
 
 def test_interpolation_keeps_its_keyframes_and_windows_see_only_theirs(

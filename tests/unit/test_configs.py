@@ -30,6 +30,9 @@ def test_recipe_parses_and_builds(path):
         assert sum(p.numel() for p in unet.parameters()) > 0
         for name in ("vae", "vae_temporal", "unet_image", "unet_temporal"):
             assert recipe.stage(name).minutes > 0
+        from kinetoscope.train.ldm import check_stages
+
+        check_stages(recipe)  # known stage names, a consistent interpolation stage
     else:
         assert family == "phenaki"
         from kinetoscope.train.phenaki import PhenakiRecipe, continuation_settings

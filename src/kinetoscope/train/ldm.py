@@ -8,9 +8,10 @@ Stages, each resumable and bounded by steps and minutes:
                       denoiser never pays for the encoder.
   4. ``unet_image``   the image model (spatial weights) on single latent frames.
   5. ``unet_temporal`` spatial weights frozen; only temporal layers and alphas, on clips.
-                      Fresh temporal layers on the image model of ``unet-image/``, or, when the
-                      run folder holds a trained video model in ``unet-video/``, a fine-tune of
-                      its temporal layers (e.g. to add interpolation to a shipped model).
+  6. ``unet_interpolation`` (optional) the same temporal layers fine-tuned further with a share
+                      of interpolation batches (keyframes given, the frames between denoised),
+                      so one model both generates and interpolates. Its ``extra`` keys default
+                      to stage 5's, so it states only what changes.
 Text embeddings are computed once per distinct caption and kept in memory (and on disk
 through the text encoder's cache). Classifier-free guidance: captions are dropped to ""
 with probability ``text_dropout``.
@@ -18,6 +19,7 @@ with probability ``text_dropout``.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -332,7 +334,7 @@ def _temporal_groups(params: list[torch.nn.Parameter], stage: StageConfig) -> li
 def _unet_stage(
     recipe, out, unet, scheduler, cache, bank, name: str, *, temporal: bool
 ) -> VideoUNet:
-    stage = recipe.stage(name)
+    stage = _interpolation_stage(recipe) if name == "unet_interpolation" else recipe.stage(name)
     if temporal:
         unet.requires_grad_(False)
         for p in unet.temporal_parameters():
@@ -388,7 +390,7 @@ def _unet_stage(
             batch_size=stage.batch_size,
             frames=recipe.num_frames if temporal else None,
             dropout=recipe.text_dropout,
-            seed=recipe.seed + (4 if temporal else 3),
+            seed=recipe.seed + {"unet_image": 3, "unet_temporal": 4}.get(name, 6),
         ),
         out_dir=out / f"stage-{name}",
         ema_decay=stage.ema_decay,
@@ -402,8 +404,32 @@ def noise_correlation(stage: StageConfig) -> float:
     return float(stage.extra.get("noise_correlation", 0.0))
 
 
+LDM_STAGES = ("vae", "vae_temporal", "unet_image", "unet_temporal", "unet_interpolation")
+
+
+def check_stages(recipe: LDMRecipe) -> None:
+    """Reject unknown stage names and an interpolation stage that changes the noise prior
+    (the pipeline samples with one), before any training."""
+    unknown = set(recipe.stages) - set(LDM_STAGES)
+    if unknown:
+        raise ValueError(f"unknown stage(s) {sorted(unknown)}; an LDM recipe has {LDM_STAGES}")
+    if "unet_interpolation" in recipe.stages:
+        _interpolation_stage(recipe)
+
+
+def _interpolation_stage(recipe: LDMRecipe) -> StageConfig:
+    """Stage 6's config, its ``extra`` keys defaulting to stage 5's."""
+    temporal = recipe.stage("unet_temporal")
+    stage = recipe.stage("unet_interpolation")
+    stage = dataclasses.replace(stage, extra={**temporal.extra, **stage.extra})
+    if noise_correlation(stage) != noise_correlation(temporal):
+        raise ValueError("unet_interpolation must keep unet_temporal's noise_correlation")
+    return stage
+
+
 def train_ldm(recipe: LDMRecipe, out_dir: str | Path) -> Path:
     """Run every stage of ``recipe`` (resuming finished ones) and save the pipeline to out_dir/pipeline."""
+    check_stages(recipe)
     out = start_run(recipe, out_dir)
     vae = train_vae(recipe, out)
     cache_path = out / "latents.pt"
@@ -430,12 +456,12 @@ def train_ldm(recipe: LDMRecipe, out_dir: str | Path) -> Path:
     unet = VideoUNet(
         text_dim=encoder.dim, latent_channels=vae.config.latent_channels, **recipe.unet
     )
-    video_dir = out / "unet-video"
-    if (video_dir / "config.json").exists():  # fine-tune a trained video model's temporal layers
-        unet = VideoUNet.from_pretrained(video_dir)
-    else:
-        unet = load_spatial_weights(unet, image_dir)
+    unet = load_spatial_weights(unet, image_dir)
     unet = _unet_stage(recipe, out, unet, scheduler, cache, bank, "unet_temporal", temporal=True)
+    if "unet_interpolation" in recipe.stages:
+        unet = _unet_stage(
+            recipe, out, unet, scheduler, cache, bank, "unet_interpolation", temporal=True
+        )
     from kinetoscope.pipelines.text_to_video import TextToVideoPipeline
 
     return save_pipeline(
