@@ -1,7 +1,8 @@
 """The web demo: ``kinetoscope demo`` (needs the ``[demo]`` extra, which installs gradio).
 
-Three tabs, one per way of making a video: *Generate* (one prompt, one clip), *Story* (one
-prompt per line, one continuous video) and *Continue* (extend an uploaded clip under a prompt).
+Four tabs, one per way of making a video: *Generate* (one prompt, one clip), *Story* (one
+prompt per line, one continuous video), *Continue* (extend an uploaded clip under a prompt) and
+*Interpolate* (an uploaded clip at a higher frame rate; latent diffusion models).
 Every shipped or saved model can be picked; each is loaded once and kept.
 
 The work is done by `DemoSession`, which knows nothing of gradio: its methods take the form's
@@ -183,6 +184,32 @@ class DemoSession:
         new = pipe.continue_video(clip, text, num_frames=frames, **options)
         return self._write(prepend_input(clip, new), fmt)
 
+    def interpolate(
+        self,
+        model: str,
+        video_path: str | None,
+        factor: float | int = 2,
+        prompt: str | None = None,
+        negative_prompt: str | None = None,
+        seed: float | int | None = 0,
+        steps: float | int | None = None,
+        guidance: float | None = None,
+        fmt: str = "mp4",
+        progress: Progress | None = None,
+    ) -> tuple[str, dict[str, Any]]:
+        """The uploaded clip at ``factor`` times its frame rate -> (its file, its settings)."""
+        if not video_path:
+            raise ValueError("upload a video to interpolate")
+        pipe = self.pipeline(model)
+        if not hasattr(pipe, "interpolate"):
+            raise ValueError(f"model {model} cannot interpolate (latent diffusion models can)")
+        times = _count(factor, "factor", 2, 8) or 2
+        options = self._options(negative_prompt, seed, steps, guidance, progress)
+        video = pipe.interpolate(
+            Video.read(video_path), factor=times, prompt=_text(prompt), **options
+        )
+        return self._write(video, fmt)
+
 
 def build_demo(session: DemoSession | None = None) -> Any:
     """The gradio Blocks app over ``session`` (a new one by default); not launched."""
@@ -263,6 +290,19 @@ def build_demo(session: DemoSession | None = None) -> Any:
                 [model, clip, prompt, new_frames, *fields],
                 outputs(),
                 api_name="continue",
+            )
+        with gr.Tab("Interpolate"):
+            model = gr.Dropdown(models, value=default, label="Model")
+            clip = gr.Video(label="Video to make smoother", sources=["upload"])
+            factor = gr.Number(label="Frame-rate factor", value=2, precision=0, minimum=2)
+            prompt = gr.Textbox(label="What it shows (empty: its sidecar's prompt, else none)")
+            fields = sampling_fields()
+            button = gr.Button("Interpolate", variant="primary")
+            button.click(
+                run(session.interpolate),
+                [model, clip, factor, prompt, *fields],
+                outputs(),
+                api_name="interpolate",
             )
     return demo
 

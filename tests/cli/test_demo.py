@@ -87,15 +87,27 @@ def test_continue_returns_the_upload_then_new_frames(session, tmp_path):
         session.continue_video("ldm-mnist", None, PROMPT, 3)
 
 
-def test_page_has_three_tabs_whose_buttons_run_the_session(session):
+def test_interpolate_raises_the_frame_rate_of_the_upload(session, tmp_path):
+    clip = Video(np.full((3, 16, 16, 3), 40, dtype=np.uint8), fps=4.0)
+    upload = clip.save(tmp_path / "upload")
+    path, settings = session.interpolate("ldm-mnist", str(upload), 3, "", fmt="webm")
+    video = Video.read(path)
+    assert video.num_frames == 7 and video.fps == 12.0 and settings["interpolation_factor"] == 3
+    with pytest.raises(ValueError, match="factor must be a whole number from 2"):
+        session.interpolate("ldm-mnist", str(upload), 1)
+    with pytest.raises(ValueError, match="upload a video"):
+        session.interpolate("ldm-mnist", "", 2)
+
+
+def test_page_has_four_tabs_whose_buttons_run_the_session(session):
     gr = pytest.importorskip("gradio")
     from kinetoscope.demo import build_demo
 
     page = build_demo(session)
     tabs = [c["props"].get("label") for c in page.config["components"] if c["type"] == "tabitem"]
-    assert tabs == ["Generate", "Story", "Continue"]
+    assert tabs == ["Generate", "Story", "Continue", "Interpolate"]
     names = {f.api_name: f for f in page.fns.values()}
-    assert {"generate", "story", "continue"} <= set(names)
+    assert {"generate", "story", "continue", "interpolate"} <= set(names)
     generate = names["generate"]
     path, settings = generate.fn("ldm-mnist", PROMPT, "", 5, None, None, 3, "mp4")
     assert Video.read(path).num_frames == 3 and settings["seed"] == 5
