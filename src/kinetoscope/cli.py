@@ -82,13 +82,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_story(args: argparse.Namespace) -> int:
     import kinetoscope
+    from kinetoscope.hub import require
 
     prompts = _read_prompts(args.prompts_file) if args.prompts_file else list(args.prompts)
     if not prompts:
         raise ValueError("give the story's prompts, or --prompts-file")
-    pipe = kinetoscope.load(args.model, device=args.device)
-    if not hasattr(pipe, "story"):
-        raise ValueError(f"model {args.model} has no story mode")
+    pipe = require(kinetoscope.load(args.model, device=args.device), "story", args.model)
     kwargs = _sampling_kwargs(args)
     if args.context_frames is not None:
         kwargs["context_frames"] = args.context_frames
@@ -99,13 +98,12 @@ def cmd_story(args: argparse.Namespace) -> int:
 
 def cmd_continue(args: argparse.Namespace) -> int:
     import kinetoscope
+    from kinetoscope.hub import require
     from kinetoscope.pipelines.base import prepend_input
     from kinetoscope.video import Video
 
     clip = Video.read(args.input)
-    pipe = kinetoscope.load(args.model, device=args.device)
-    if not hasattr(pipe, "continue_video"):
-        raise ValueError(f"model {args.model} cannot continue a video")
+    pipe = require(kinetoscope.load(args.model, device=args.device), "continue_video", args.model)
     kwargs = _sampling_kwargs(args)
     if args.context_frames is not None:
         kwargs["context_frames"] = args.context_frames
@@ -120,12 +118,11 @@ def cmd_continue(args: argparse.Namespace) -> int:
 
 def cmd_interpolate(args: argparse.Namespace) -> int:
     import kinetoscope
+    from kinetoscope.hub import require
     from kinetoscope.video import Video
 
     clip = Video.read(args.input)
-    pipe = kinetoscope.load(args.model, device=args.device)
-    if not hasattr(pipe, "interpolate"):
-        raise ValueError(f"model {args.model} cannot interpolate (latent diffusion models can)")
+    pipe = require(kinetoscope.load(args.model, device=args.device), "interpolate", args.model)
     kwargs = _sampling_kwargs(args)
     fps = kwargs.pop("fps", None)  # default: the input's times the factor
     smooth = pipe.interpolate(

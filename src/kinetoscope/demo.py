@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kinetoscope.hub import DEFAULT_MODEL, list_models, load
+from kinetoscope.hub import DEFAULT_MODEL, list_models, load, require
 from kinetoscope.video import Video
 
 FORMATS = ("mp4", "webm")  # what a browser plays in the video player
@@ -146,9 +146,7 @@ class DemoSession:
             raise ValueError("write the story: one prompt per line")
         if len(lines) > MAX_STORY_PROMPTS:
             raise ValueError(f"a story has at most {MAX_STORY_PROMPTS} prompts, got {len(lines)}")
-        pipe = self.pipeline(model)
-        if not hasattr(pipe, "story"):
-            raise ValueError(f"model {model} has no story mode")
+        pipe = require(self.pipeline(model), "story", model)
         frames = _count(frames_per_prompt, "frames per prompt", 2, MAX_FRAMES) or 16
         options = self._options(negative_prompt, seed, steps, guidance, progress)
         video = pipe.story(lines, frames_per_prompt=frames, **options)
@@ -176,9 +174,7 @@ class DemoSession:
         if text is None:
             raise ValueError("write a prompt for the continuation")
         clip = Video.read(video_path)
-        pipe = self.pipeline(model)
-        if not hasattr(pipe, "continue_video"):
-            raise ValueError(f"model {model} cannot continue a video")
+        pipe = require(self.pipeline(model), "continue_video", model)
         frames = _count(num_frames, "new frames", 1, MAX_FRAMES) or 16
         options = self._options(negative_prompt, seed, steps, guidance, progress)
         new = pipe.continue_video(clip, text, num_frames=frames, **options)
@@ -200,9 +196,7 @@ class DemoSession:
         """The uploaded clip at ``factor`` times its frame rate -> (its file, its settings)."""
         if not video_path:
             raise ValueError("upload a video to interpolate")
-        pipe = self.pipeline(model)
-        if not hasattr(pipe, "interpolate"):
-            raise ValueError(f"model {model} cannot interpolate (latent diffusion models can)")
+        pipe = require(self.pipeline(model), "interpolate", model)
         times = _count(factor, "factor", 2, 8) or 2
         options = self._options(negative_prompt, seed, steps, guidance, progress)
         video = pipe.interpolate(

@@ -62,3 +62,18 @@ def load(name_or_dir: str | Path = DEFAULT_MODEL, *, device: str = "cpu") -> Any
 
         return PhenakiPipeline.from_pretrained(directory, device=device)
     raise ValueError(f"{directory} holds an unknown pipeline class {class_name!r}")
+
+
+# What each optional pipeline method does, for the error when a model lacks it.
+_ABILITIES = {
+    "story": "has no story mode",
+    "continue_video": "cannot continue a video",
+    "interpolate": "cannot interpolate (latent diffusion models can)",
+}
+
+
+def require(pipe: Any, method: str, name: str | Path) -> Any:
+    """``pipe``, after checking that it has ``method`` (ValueError naming model ``name``)."""
+    if not hasattr(pipe, method):
+        raise ValueError(f"model {name} {_ABILITIES.get(method, f'has no {method}')}")
+    return pipe

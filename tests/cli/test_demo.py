@@ -97,6 +97,11 @@ def test_interpolate_raises_the_frame_rate_of_the_upload(session, tmp_path):
         session.interpolate("ldm-mnist", str(upload), 1)
     with pytest.raises(ValueError, match="upload a video"):
         session.interpolate("ldm-mnist", "", 2)
+    session._pipes["tokens-only"] = object()  # a model without the method
+    with pytest.raises(ValueError, match="model tokens-only cannot interpolate"):
+        session.interpolate("tokens-only", str(upload), 2)
+    with pytest.raises(ValueError, match="model tokens-only has no story mode"):
+        session.story("tokens-only", "a red circle", 3)
 
 
 def test_page_has_four_tabs_whose_buttons_run_the_session(session):
