@@ -42,6 +42,7 @@ SCHEDULERS = {
 }
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+INTERPOLATION_BATCH = 8  # interpolation windows denoised together
 
 
 class TextToVideoPipeline(Pipeline):
@@ -400,11 +401,20 @@ class TextToVideoPipeline(Pipeline):
         prompts, negatives = normalize_prompts(texts, negative_prompt, allow_empty=True)
         if not any(prompts + negatives):  # no text: guidance would change nothing
             settings["guidance"] = 1.0
-        denoise = self._denoise_options(settings, prompts, negatives, progress)
-        windows = self._denoise(
-            self._noise(length, generators), context=context, context_at=context_at,
-            callback=callback, **denoise,
-        )  # fmt: skip
+        noise, parts = self._noise(length, generators), []
+        for i in range(0, len(starts), INTERPOLATION_BATCH):  # bounded memory for long videos
+            part = slice(i, i + INTERPOLATION_BATCH)
+            denoise = self._denoise_options(settings, prompts[part], negatives[part], progress)
+            parts.append(
+                self._denoise(
+                    noise[part],
+                    context=context[part],
+                    context_at=context_at,
+                    callback=callback,
+                    **denoise,
+                )  # fmt: skip
+            )
+        windows = torch.cat(parts)
         out = torch.zeros((1, keys.shape[1], intervals * factor + 1, *keys.shape[3:]))
         out = out.to(self.device)
         out[:, :, ::factor] = keys
