@@ -474,8 +474,8 @@ def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="web demo in the browser (needs the [demo] extra)",
-        description="Serve a web page to generate, tell stories and continue videos with any "
-        "model (pip install 'kinetoscope[demo]').",
+        description="Serve a web page to generate, tell stories, continue and interpolate "
+        "videos with any model (pip install 'kinetoscope[demo]').",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: all)")
     p.add_argument("--port", type=int, default=7860, help="port to serve on")

@@ -352,11 +352,11 @@ class TextToVideoPipeline(Pipeline):
         The N input frames (centre-cropped and resized to the model's resolution when needed)
         are encoded and become keyframes, every ``factor``-th latent of the output; the
         ``factor - 1`` latents between each two are denoised given them, at timestep 0, in
-        windows of at most the model's length that start and end on a keyframe (sampled as one
-        batch). The prompt conditions the new frames; by default each window takes the one in
+        windows of at most the model's length that start and end on a keyframe (sampled together,
+        ``INTERPOLATION_BATCH`` windows at a time). The prompt conditions the new frames; by default each window takes the one in
         the video's metadata (for a story, the prompt of the segment the window is in), else
-        "". Needs a model trained with interpolation batches
-        (``interpolation_fraction`` in stage 2). Returns (N - 1) * factor + 1 frames at
+        "". Needs a model trained with interpolation batches (the recipe's
+        ``unet_interpolation`` stage). Returns (N - 1) * factor + 1 frames at
         ``factor`` times the input's fps. Every frame is decoded from the latents, keyframes
         included (they are the autoencoder's round trip of the input), so the temporal decoder
         sees the whole clip. Other arguments as in ``__call__``.
@@ -412,11 +412,12 @@ class TextToVideoPipeline(Pipeline):
                     context_at=context_at,
                     callback=callback,
                     **denoise,
-                )  # fmt: skip
+                )
             )
         windows = torch.cat(parts)
-        out = torch.zeros((1, keys.shape[1], intervals * factor + 1, *keys.shape[3:]))
-        out = out.to(self.device)
+        out = torch.zeros(
+            (1, keys.shape[1], intervals * factor + 1, *keys.shape[3:]), device=self.device
+        )
         out[:, :, ::factor] = keys
         for w, start in reversed(list(enumerate(starts))):  # earlier windows win overlaps
             out[0, :, start * factor : (start + per_window) * factor + 1] = windows[w]
