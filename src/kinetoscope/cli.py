@@ -137,12 +137,10 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import shutil
 
-    import yaml
-
-    from kinetoscope.config import apply_overrides, from_dict
+    from kinetoscope.config import apply_overrides, from_dict, read_recipe
     from kinetoscope.hub import model_dirs
 
-    data = apply_overrides(yaml.safe_load(Path(args.config).read_text()) or {}, args.set)
+    data = apply_overrides(read_recipe(args.config), args.set)
     family = data.pop("family", "ldm")
     if family == "ldm":
         from kinetoscope.train.ldm import LDMRecipe, train_ldm

@@ -2,6 +2,10 @@
 
 A recipe names everything a training run needs (worlds, model sizes, stage budgets), so a
 shipped model is reproduced by one command: ``kinetoscope train configs/<recipe>.yaml``.
+
+A recipe may start with ``base: <other>.yaml`` (a path relative to the recipe's own file): the
+other recipe is read first and this file's keys are merged over it, mappings key by key and
+everything else replaced. An experiment then states only what it changes.
 """
 
 from __future__ import annotations
@@ -77,10 +81,38 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def load_config(cls: type[T], path: str | Path, overrides: list[str] | None = None) -> T:
-    """Read a YAML recipe into ``cls`` with optional overrides."""
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """A new dict: ``update`` over ``base``, merging nested mappings key by key."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_recipe(path: str | Path, *, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The YAML mapping of recipe ``path``, with its ``base:`` chain resolved."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file {path} not found (recipes live in configs/)")
+        raise FileNotFoundError(f"recipe {path} not found (recipes live in configs/)")
+    resolved = path.resolve()
+    if resolved in _seen:
+        chain = " -> ".join(p.name for p in (*_seen, resolved))
+        raise ValueError(f"recipe {path}: its base chain loops ({chain})")
     data = yaml.safe_load(path.read_text()) or {}
-    return from_dict(cls, apply_overrides(data, overrides or []), where=path.name)
+    if not isinstance(data, dict):
+        raise ValueError(f"recipe {path}: expected a mapping at the top, got {type(data).__name__}")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ValueError(f"recipe {path}: 'base' must be a file name, got {base!r}")
+    return merge(read_recipe(path.parent / base, _seen=(*_seen, resolved)), data)
+
+
+def load_config(cls: type[T], path: str | Path, overrides: list[str] | None = None) -> T:
+    """Read a YAML recipe (its ``base:`` chain resolved) into ``cls`` with optional overrides."""
+    data = read_recipe(path)
+    return from_dict(cls, apply_overrides(data, overrides or []), where=Path(path).name)

@@ -238,14 +238,12 @@ def build_pipeline_from_recipe(path: str | Path, *, seed: int = 0, text_dim: int
     defaults to the recipe's text encoder's width (which loads that encoder). The modules are
     built by the family's training code, so a benchmarked recipe is exactly what trains.
     """
-    import yaml
-
-    from kinetoscope.config import from_dict
+    from kinetoscope.config import from_dict, read_recipe
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"recipe {path} not found; pass e.g. configs/ldm-mnist.yaml")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = read_recipe(path)
     family = data.pop("family", "ldm")
     builders = {"ldm": _random_ldm_pipeline, "phenaki": _random_phenaki_pipeline}
     if family not in builders:
