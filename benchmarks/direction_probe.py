@@ -1,11 +1,16 @@
 """Does a Video LDM use the motion direction of its prompt? Three probes.
 
     python benchmarks/direction_probe.py motion REPORT.json [REPORT.json ...]
+    python benchmarks/direction_probe.py failures REPORT.json [REPORT.json ...]
     python benchmarks/direction_probe.py loss UNET_DIR LATENT_CACHE SCHEDULER_CONFIG
     python benchmarks/direction_probe.py sensitivity UNET_DIR
 
 ``motion``: from `kinetoscope eval` reports, the net displacement of single objects asked to
 move left/right/up/down, projected on the asked direction (positive = the right way).
+``failures``: why the judge rejected the motion of single-object clips, one cause per clip
+(the first that applies): the object split or got lost, it went the wrong way, it drifted on
+the other axis, it moved too little, it turned back when asked to go one way, or it did not
+turn when asked to bounce.
 ``loss``: the stage-2 denoising loss on cached training clips moving one way, with the true
 caption and with the direction word flipped (equal losses: the direction is ignored).
 ``sensitivity``: relative change of the UNet output when only the direction word changes,
@@ -17,12 +22,70 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import torch
 
 FLIP = {"left": "right", "right": "left", "up": "down", "down": "up"}
 NET = re.compile(r"net_y (-?[\d.]+), net_x (-?[\d.]+)")
+MEASURES = re.compile(
+    r"range_y (?P<range_y>[\d.]+), range_x (?P<range_x>[\d.]+), net_y (?P<net_y>-?[\d.]+), "
+    r"net_x (?P<net_x>-?[\d.]+), reversals_y (?P<reversals_y>\d+), reversals_x (?P<reversals_x>\d+)"
+)
+CAUSES = ("split or lost", "wrong way", "off axis", "too short", "turned back", "no turn", "other")
+
+
+def failure_cause(motion: str, reason: str) -> str:
+    """The first cause in CAUSES that explains a rejected ``motion`` from the judge's ``reason``."""
+    from kinetoscope.eval import tracking
+
+    found = MEASURES.search(reason)
+    if "persistent object" in reason or "seen in only" in reason or not found:
+        return "split or lost"
+    m = {k: float(v) for k, v in found.groupdict().items()}
+    axis = "x" if motion in ("left", "right", "left and right") else "y"
+    other = "y" if axis == "x" else "x"
+    limit = max(tracking.OFF_AXIS_LIMIT, tracking.OFF_AXIS_RATIO * m[f"range_{axis}"])
+    if motion in FLIP:
+        sign = -1.0 if motion in ("left", "up") else 1.0
+        along = sign * m[f"net_{axis}"]
+        if along <= -tracking.MIN_DISPLACEMENT:
+            return "wrong way"
+        if m[f"range_{other}"] > limit:
+            return "off axis"
+        if along < tracking.MIN_DISPLACEMENT:
+            return "too short"
+        if m[f"reversals_{axis}"] >= 1:
+            return "turned back"
+        return "other"
+    if m[f"range_{other}"] > limit:
+        return "off axis"
+    if m[f"range_{axis}"] < tracking.MIN_BOUNCE_TRAVEL:
+        return "too short"
+    if m[f"reversals_{axis}"] == 0:
+        return "no turn"
+    return "other"
+
+
+def failures(paths: list[str]) -> None:
+    for path in paths:
+        samples = json.loads(Path(path).read_text())["samples"]
+        single = [s for s in samples if len(s["expected"]) == 1]
+        rejected = [s for s in single if s["attributes"].get("motion") is False]
+        for kind, motions in (
+            ("one way", tuple(FLIP)),
+            ("bounce", ("left and right", "up and down")),
+        ):
+            group = [s for s in single if s["expected"][0]["motion"] in motions]
+            causes = Counter(
+                failure_cause(s["expected"][0]["motion"], s.get("reason") or "")
+                for s in rejected
+                if s["expected"][0]["motion"] in motions
+            )
+            listed = ", ".join(f"{c} {causes[c]}" for c in CAUSES if causes[c])
+            wrong = sum(causes.values())
+            print(f"{path}: {kind}: {len(group) - wrong}/{len(group)} moved right; {listed}")
 
 
 def motion(paths: list[str]) -> None:
@@ -117,6 +180,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="probe", required=True)
     sub.add_parser("motion").add_argument("reports", nargs="+")
+    sub.add_parser("failures").add_argument("reports", nargs="+")
     p = sub.add_parser("loss")
     p.add_argument("unet_dir")
     p.add_argument("cache")
@@ -126,6 +190,8 @@ def main() -> None:
     torch.set_num_threads(1)
     if args.probe == "motion":
         motion(args.reports)
+    elif args.probe == "failures":
+        failures(args.reports)
     elif args.probe == "loss":
         loss(args.unet_dir, args.cache, args.scheduler_config)
     else:
