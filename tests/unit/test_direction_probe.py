@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from helpers import load_benchmark
 
+from helpers import load_benchmark
 from kinetoscope.eval.tracking import classify_motion
 
 
