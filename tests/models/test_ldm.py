@@ -101,6 +101,41 @@ def perturb_temporal(model: torch.nn.Module) -> None:
                 p.normal_(0, 0.2)
 
 
+def test_a_grown_unet_starts_out_computing_what_the_trained_one_did(tmp_path):
+    """init_temporal_from: level 0's per-pixel temporal convs widened to (3, 3, 3)."""
+    from kinetoscope.train.ldm import load_temporal_weights
+
+    torch.manual_seed(0)
+    trained = VideoUNet(**TINY_UNET)
+    perturb_temporal(trained)
+    trained.save_pretrained(tmp_path / "unet")
+    torch.manual_seed(1)
+    grown = VideoUNet(**TINY_UNET, wide_temporal_levels=(0,))
+    widened = [n for n, p in grown.named_parameters() if p.dim() == 5 and p.shape[-1] == 3]
+    assert widened  # level 0 has (3, 3, 3) kernels now
+    with pytest.raises(ValueError, match="spatial weight"):
+        load_temporal_weights(grown, tmp_path / "unet")  # another image model
+    spatial = {
+        k: v for k, v in trained.state_dict().items() if k not in grown.temporal_parameter_names()
+    }
+    grown.load_state_dict(spatial, strict=False)
+    load_temporal_weights(grown, tmp_path / "unet")
+    x = torch.randn(1, 4, 5, 8, 8)
+    emb, mask = text(1)
+    with torch.no_grad():
+        assert torch.allclose(
+            grown(x, torch.tensor([700]), emb, mask),
+            trained(x, torch.tensor([700]), emb, mask),
+            atol=1e-5,
+        )
+    # the widened kernels' outer taps start at zero and are free to train
+    weight = dict(grown.named_parameters())[widened[0]]
+    assert not weight[..., 0, :].any() and weight[..., 1, 1].any()
+    other = VideoUNet(**{**TINY_UNET, "channels": (16, 24)})
+    with pytest.raises(ValueError):
+        load_temporal_weights(other, tmp_path / "unet")
+
+
 def test_vae_starts_as_image_decoder_and_alpha_mixes():
     torch.manual_seed(0)
     vae = VideoAutoencoderKL(**TINY_VAE)

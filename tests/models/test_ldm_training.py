@@ -83,6 +83,42 @@ def test_interpolation_stage_fine_tunes_only_the_trained_temporal_layers(tmp_pat
         train_ldm(tiny_recipe(unet_interpolaton={}), tmp_path / "r3")
 
 
+def test_a_temporal_stage_can_grow_a_trained_model(tmp_path, fake_encoder):
+    """init_temporal_from: a wider level 0 starts from another run's trained temporal layers."""
+    import dataclasses
+    import shutil
+
+    first_run, grown_run = tmp_path / "first", tmp_path / "grown"
+    recipe = tiny_recipe()
+    first = TextToVideoPipeline.from_pretrained(train_ldm(recipe, first_run))
+    grown_run.mkdir()
+    for part in ("vae", "unet-image"):  # the same autoencoder and image model
+        shutil.copytree(first_run / part, grown_run / part)
+    shutil.copy(first_run / "latents.pt", grown_run / "latents.pt")
+    stages = dict(recipe.stages)
+    stages["unet_temporal"] = {
+        **stages["unet_temporal"],
+        "lr": 1e-5,
+        "extra": {
+            **stages["unet_temporal"]["extra"],
+            "init_temporal_from": str(first_run / "pipeline" / "unet"),
+        },
+    }
+    wider = dataclasses.replace(
+        recipe, unet={**recipe.unet, "wide_temporal_levels": [0]}, stages=stages
+    )
+    grown = TextToVideoPipeline.from_pretrained(train_ldm(wider, grown_run))
+    assert grown.unet.config.wide_temporal_levels == [0]
+    trained = first.unet.state_dict()
+    fresh = VideoUNet(**grown.unet.config).state_dict()
+    near = far = 0.0
+    for name, value in grown.unet.state_dict().items():
+        if name in grown.unet.temporal_parameter_names() and value.shape == trained[name].shape:
+            near += (value - trained[name]).abs().sum().item()
+            far += (value - fresh[name]).abs().sum().item()
+    assert near < far / 10  # it moved on from the first run, not from scratch
+
+
 def test_interpolation_keeps_its_keyframes_and_windows_see_only_theirs(
     tmp_path, fake_text_encoder, monkeypatch
 ):

@@ -312,6 +312,9 @@ class VideoUNet(ModelMixin, ConfigMixin):
         temporal_attention_levels: levels whose temporal layers include attention over frames.
         temporal_kernel: (k, s, s) of the temporal convolutions: (3, 1, 1) per pixel, or a
             spatial extent s > 1 that lets them shift content between frames.
+        wide_temporal_levels: levels whose temporal convolutions reach (k, 3, 3) whatever
+            ``temporal_kernel`` says (e.g. the finest level, which has no attention across
+            frames, while the coarser ones stay per pixel).
         temporal_conditioning: the temporal convolutions also see the timestep and pooled-text
             embedding (so they can tell the noise level and the asked motion apart).
         norm_group_size: smallest number of channels per GroupNorm group. 1 (the default of
@@ -339,6 +342,7 @@ class VideoUNet(ModelMixin, ConfigMixin):
         attention_levels: tuple[int, ...] = (1, 2),
         temporal_attention_levels: tuple[int, ...] = (0, 1, 2),
         temporal_kernel: tuple[int, int, int] = (3, 1, 1),
+        wide_temporal_levels: tuple[int, ...] = (),
         temporal_conditioning: bool = False,
         norm_group_size: int = 1,
         scale_shift: bool = False,
@@ -352,6 +356,8 @@ class VideoUNet(ModelMixin, ConfigMixin):
         if motion_bias and not spacetime_attention_levels:
             raise ValueError("motion_bias needs spacetime_attention_levels")
         channels = tuple(channels)
+        temporal_kernel = tuple(temporal_kernel)
+        wide_kernel = (temporal_kernel[0], max(temporal_kernel[1], 3), max(temporal_kernel[2], 3))
         emb_dim = 4 * channels[0]
         self.time_embed = nn.Sequential(
             nn.Linear(channels[0], emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
@@ -369,7 +375,7 @@ class VideoUNet(ModelMixin, ConfigMixin):
                 spatial_attention=level in attention_levels,
                 temporal=TemporalOptions(
                     attention=level in temporal_attention_levels,
-                    kernel=tuple(temporal_kernel),
+                    kernel=wide_kernel if level in wide_temporal_levels else temporal_kernel,
                     conditioning=temporal_conditioning,
                     spatial_positions=temporal_spatial_positions,
                     spacetime=level in spacetime_attention_levels,

@@ -20,6 +20,7 @@ with probability ``text_dropout``.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,6 +46,8 @@ from kinetoscope.train.recipe import (
     start_run,
     train_stage,
 )
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -273,6 +276,45 @@ def load_spatial_weights(model: torch.nn.Module, directory: Path) -> torch.nn.Mo
     return model
 
 
+def load_temporal_weights(model: VideoUNet, directory: str | Path) -> VideoUNet:
+    """Start ``model``'s temporal layers from those of the trained UNet saved in ``directory``.
+
+    For growing a trained model instead of retraining its temporal stage: every temporal
+    weight is copied, and a per-pixel temporal convolution (k, 1, 1) saved there fills the
+    centre of a wider (k, s, s) one here, the rest zero, so the model starts out computing
+    exactly what the saved one did. The spatial weights must already equal the saved ones
+    (both grown from the same image model); anything else that differs is an error.
+    """
+    from safetensors.torch import load_file
+
+    files = sorted(Path(directory).glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no UNet weights in {directory} (init_temporal_from)")
+    saved = load_file(files[0])
+    temporal = model.temporal_parameter_names()
+    own = model.state_dict()
+    missing = sorted(set(own) - set(saved))
+    if missing:
+        raise ValueError(f"{directory} lacks weights {missing[:5]}: not the same architecture")
+    for name, value in own.items():
+        if name not in temporal:
+            if not torch.equal(value, saved[name].to(value.dtype)):
+                raise ValueError(f"{directory}: spatial weight {name} differs from this run's")
+            continue
+        src = saved[name].to(value.dtype)
+        if src.shape == value.shape:
+            value.copy_(src)
+        elif src.ndim == 5 and src.shape[:3] == value.shape[:3] and src.shape[3:] == (1, 1):
+            value.zero_()
+            value[..., value.shape[3] // 2, value.shape[4] // 2] = src[..., 0, 0]
+        else:
+            raise ValueError(
+                f"{directory}: {name} has shape {tuple(src.shape)}, not {tuple(value.shape)}"
+            )
+    logger.info("temporal layers start from %s", directory)
+    return model
+
+
 def train_vae(recipe: LDMRecipe, out: Path) -> VideoAutoencoderKL:
     """Stages 1-2: image autoencoder, then the decoder's temporal layers on clips."""
     final, image_dir = out / "vae", out / "vae-image"
@@ -335,6 +377,10 @@ def _unet_stage(
     recipe, out, unet, scheduler, cache, bank, name: str, *, temporal: bool
 ) -> VideoUNet:
     stage = _interpolation_stage(recipe) if name == "unet_interpolation" else recipe.stage(name)
+    if name == "unet_temporal" and stage.extra.get("init_temporal_from"):
+        # (stage 6 inherits stage 5's extra keys, but continues from stage 5's weights.) A
+        # checkpoint of this stage, if there is one, replaces these weights when it resumes.
+        unet = load_temporal_weights(unet, stage.extra["init_temporal_from"])
     if temporal:
         unet.requires_grad_(False)
         for p in unet.temporal_parameters():
