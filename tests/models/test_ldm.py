@@ -101,14 +101,20 @@ def perturb_temporal(model: torch.nn.Module) -> None:
                 p.normal_(0, 0.2)
 
 
+def saved_trained_unet(directory) -> VideoUNet:
+    """A tiny UNet with non-zero temporal outputs (seed 0), saved to ``directory``."""
+    torch.manual_seed(0)
+    unet = VideoUNet(**TINY_UNET)
+    perturb_temporal(unet)
+    unet.save_pretrained(directory)
+    return unet
+
+
 def test_a_grown_unet_starts_out_computing_what_the_trained_one_did(tmp_path):
     """init_temporal_from: level 0's per-pixel temporal convs widened to (3, 3, 3)."""
     from kinetoscope.train.ldm import load_temporal_weights
 
-    torch.manual_seed(0)
-    trained = VideoUNet(**TINY_UNET)
-    perturb_temporal(trained)
-    trained.save_pretrained(tmp_path / "unet")
+    trained = saved_trained_unet(tmp_path / "unet")
     torch.manual_seed(1)
     grown = VideoUNet(**TINY_UNET, wide_temporal_levels=(0,))
     widened = [n for n, p in grown.named_parameters() if p.dim() == 5 and p.shape[-1] == 3]
@@ -273,10 +279,7 @@ def test_stage_two_changes_no_spatial_weight(tmp_path):
 def test_stage_two_starts_from_stage_one_spatial_weights(tmp_path):
     from kinetoscope.train.ldm import load_spatial_weights
 
-    torch.manual_seed(0)
-    image = VideoUNet(**TINY_UNET)
-    perturb_temporal(image)
-    image.save_pretrained(tmp_path / "unet-image")
+    image = saved_trained_unet(tmp_path / "unet-image")
     torch.manual_seed(1)
     video = load_spatial_weights(VideoUNet(**TINY_UNET), tmp_path / "unet-image")
     temporal = video.temporal_parameter_names()
