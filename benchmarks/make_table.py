@@ -204,15 +204,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", action="store_true", help="run missing evals and the bench")
     parser.add_argument("--samples", type=int, default=100, help="prompts per eval")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--models", nargs="*", help="default: every installed model")
+    parser.add_argument(
+        "--models", nargs="*", help="models to run with --run (default: every installed model)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from kinetoscope.hub import list_models
 
-    models = args.models or sorted(list_models())
+    models = sorted(list_models())
     if args.run:
-        run_missing(models, samples=args.samples, threads=args.threads)
+        run_missing(args.models or models, samples=args.samples, threads=args.threads)
+    # The tables always cover every installed model, so a partial --run keeps the other rows.
     table = build_table(models)
     families = family_table(models)
     (ROOT / "README.md").write_text(HEADER + table + FAMILIES + families + "\n")

@@ -79,3 +79,23 @@ def test_family_table_pairs_ldm_with_phenaki(tmp_path, monkeypatch):
     assert row[3] == "digit 75 / 25%, motion 50 / 75%"
     assert row[4] == "– / 1.25"  # no LDM bench here; Phenaki's from phenaki.json
     assert mt.family_table(["ldm-mnist"]).count("\n") == 1  # no Phenaki model: no rows
+
+
+def test_partial_run_keeps_every_models_rows(tmp_path, monkeypatch):
+    """--models limits what --run evaluates; the README still lists every installed model."""
+    mt = load_benchmark("make_table")
+    monkeypatch.setattr(mt, "RESULTS", tmp_path)
+    monkeypatch.setattr(mt, "ROOT", tmp_path)
+    for model, world in (("ldm-mnist", "mnist-1"), ("ldm-shapes", "shapes-1")):
+        out = tmp_path / f"eval-{model}-{world}-test"
+        out.mkdir()
+        (out / "report.json").write_text(json.dumps(fake_report(0.5)))
+    ran: list[list[str]] = []
+    monkeypatch.setattr(mt, "run_missing", lambda models, **_: ran.append(models))
+    import kinetoscope.hub
+
+    monkeypatch.setattr(kinetoscope.hub, "list_models", lambda: ["ldm-mnist", "ldm-shapes"])
+    assert mt.main(["--run", "--models", "ldm-shapes"]) == 0
+    assert ran == [["ldm-shapes"]]
+    readme = (tmp_path / "README.md").read_text()
+    assert "| ldm-mnist | mnist-1 |" in readme and "| ldm-shapes | shapes-1 |" in readme
