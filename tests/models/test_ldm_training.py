@@ -154,7 +154,7 @@ def test_interpolation_keeps_its_keyframes_and_windows_see_only_theirs(
 
 
 def test_interpolation_prompts_follow_a_storys_segments(fake_text_encoder):
-    from kinetoscope.pipelines.text_to_video import _interpolation_prompt
+    from kinetoscope.pipelines.interpolation import window_prompt
 
     story = Video(
         torch.zeros(8, 4, 4, 3, dtype=torch.uint8).numpy(),
@@ -166,11 +166,11 @@ def test_interpolation_prompts_follow_a_storys_segments(fake_text_encoder):
             ],
         },
     )
-    assert _interpolation_prompt(story, None, 0, 3) == "a"
-    assert _interpolation_prompt(story, None, 3, 6) == "b"
-    assert _interpolation_prompt(story, None, 7, 8) == "b"
-    assert _interpolation_prompt(story, "c", 0, 3) == "c"
-    assert _interpolation_prompt(Video(story.frames), None, 0, 3) == ""
+    assert window_prompt(story, None, 0, 3) == "a"
+    assert window_prompt(story, None, 3, 6) == "b"
+    assert window_prompt(story, None, 7, 8) == "b"
+    assert window_prompt(story, "c", 0, 3) == "c"
+    assert window_prompt(Video(story.frames), None, 0, 3) == ""
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,7 @@ from kinetoscope.pipelines.base import (
     segment_generator,
     story_prompts,
 )
+from kinetoscope.pipelines.interpolation import WindowPlan
 from kinetoscope.video import Video, videos_from_tensor
 
 logger = logging.getLogger(__name__)
@@ -382,27 +383,18 @@ class TextToVideoPipeline(Pipeline):
         )
         fitted, resized = fit_video(video, self.defaults.get("resolution", 64))
         keys = self.vae.encode(fitted.to_tensor()[None].to(self.device))  # (1, Z, N, h, w)
-        intervals = video.num_frames - 1
-        per_window = min((self.window - 1) // factor, intervals)  # keyframe intervals
-        starts = list(range(0, intervals - per_window + 1, per_window))
-        if starts[-1] + per_window < intervals:  # the last window ends on the last keyframe
-            starts.append(intervals - per_window)
-        length = per_window * factor + 1
-        context_at = torch.arange(length, device=self.device) % factor == 0
-        context = torch.zeros(
-            (len(starts), keys.shape[1], length, *keys.shape[3:]), device=self.device
-        )
-        for w, start in enumerate(starts):
-            context[w, :, context_at] = keys[0, :, start : start + per_window + 1]
+        plan = WindowPlan.over(video.num_frames, factor=factor, window=self.window)
+        context, context_at = plan.context(keys), plan.keyframe_mask(self.device)
         generators, seeds = sample_generators(
-            len(starts), seed=seed, generator=generator, device=self.device
+            len(plan.starts), seed=seed, generator=generator, device=self.device
         )
-        texts = [_interpolation_prompt(video, prompt, s, s + per_window) for s in starts]
-        prompts, negatives = normalize_prompts(texts, negative_prompt, allow_empty=True)
+        prompts, negatives = normalize_prompts(
+            plan.prompts(video, prompt), negative_prompt, allow_empty=True
+        )
         if not any(prompts + negatives):  # no text: guidance would change nothing
             settings["guidance"] = 1.0
-        noise, parts = self._noise(length, generators), []
-        for i in range(0, len(starts), INTERPOLATION_BATCH):  # bounded memory for long videos
+        noise, parts = self._noise(plan.length, generators), []
+        for i in range(0, len(plan.starts), INTERPOLATION_BATCH):  # bounded memory for long videos
             part = slice(i, i + INTERPOLATION_BATCH)
             denoise = self._denoise_options(settings, prompts[part], negatives[part], progress)
             parts.append(
@@ -414,13 +406,7 @@ class TextToVideoPipeline(Pipeline):
                     **denoise,
                 )
             )
-        windows = torch.cat(parts)
-        out = torch.zeros(
-            (1, keys.shape[1], intervals * factor + 1, *keys.shape[3:]), device=self.device
-        )
-        out[:, :, ::factor] = keys
-        for w, start in reversed(list(enumerate(starts))):  # earlier windows win overlaps
-            out[0, :, start * factor : (start + per_window) * factor + 1] = windows[w]
+        out = plan.assemble(keys, torch.cat(parts))
         chunk = decode_chunk_size or self.window
         decoded = self.vae.decode_chunked(out, chunk_size=chunk).clamp(-1.0, 1.0)
         (result,) = videos_from_tensor(decoded)
@@ -606,18 +592,3 @@ class TextToVideoPipeline(Pipeline):
             if callback is not None:
                 callback(i, steps, latents)
         return latents
-
-
-def _interpolation_prompt(video: Video, prompt: str | None, first: int, last: int) -> str:
-    """The prompt of the interpolation window between input frames ``first`` and ``last``:
-    ``prompt`` if given, else the video's own (for a story, that of the segment holding the
-    window's middle frame), else ""."""
-    if prompt is not None:
-        return prompt
-    middle = (first + last) / 2
-    for segment in video.metadata.get("segments") or []:
-        if segment["start"] <= middle < segment["end"]:
-            return str(segment["prompt"])
-    if video.metadata.get("segments"):
-        return str(video.metadata["segments"][-1]["prompt"])
-    return str(video.metadata.get("prompt", ""))
