@@ -204,3 +204,37 @@ def test_interpolation_windows_in_batches_match_one_batch(fake_text_encoder, mon
     parts = pipe.interpolate(video, factor=3, prompt="a red circle", seed=1, progress=False)
     assert whole.num_frames == parts.num_frames == 16
     assert abs(whole.frames.astype(int) - parts.frames.astype(int)).max() <= 1
+
+
+def test_a_decoder_stage_fine_tunes_the_decoder_and_keeps_the_latent_space(
+    tmp_path, fake_encoder
+):
+    """vae_decoder: a run holding a trained autoencoder in vae-temporal/ gets only its decoder
+    trained; encoder weights and latent statistics stay, so latents (and the UNet) still fit."""
+    import shutil
+
+    from kinetoscope.autoencoders.vae import VideoAutoencoderKL
+
+    first_run, tuned_run = tmp_path / "first", tmp_path / "tuned"
+    first = TextToVideoPipeline.from_pretrained(train_ldm(tiny_recipe(), first_run))
+    tuned_run.mkdir()
+    shutil.copytree(first_run / "vae", tuned_run / "vae-temporal")
+    for part in ("unet-image", "stage-unet_temporal"):  # the finished UNet stages resume
+        shutil.copytree(first_run / part, tuned_run / part)
+    shutil.copy(first_run / "latents.pt", tuned_run / "latents.pt")
+    tuned = TextToVideoPipeline.from_pretrained(
+        train_ldm(tiny_recipe(vae_decoder={"diff_weight": 0.5}), tuned_run)
+    )
+    decoder = {id(p) for p in tuned.vae.decoder_parameters()}
+    before = dict(first.vae.named_parameters())
+    moved = {n for n, p in tuned.vae.named_parameters() if not torch.equal(p, before[n])}
+    decoder_names = {n for n, p in tuned.vae.named_parameters() if id(p) in decoder}
+    assert moved and moved <= decoder_names
+    assert any(n.startswith("dec_blocks") for n in moved)  # spatial decoder weights too
+    assert any(n.startswith("dec_temporal") for n in moved)
+    assert tuned.vae.config.scaling_factor == first.vae.config.scaling_factor
+    assert tuned.vae.config.latent_shift == first.vae.config.latent_shift
+    for name, value in first.unet.state_dict().items():  # the UNet is the first run's
+        assert torch.equal(value, tuned.unet.state_dict()[name]), name
+    kept = VideoAutoencoderKL.from_pretrained(tuned_run / "vae-temporal")
+    assert all(torch.equal(p, before[n]) for n, p in kept.named_parameters())

@@ -91,6 +91,12 @@ class VideoAutoencoderKL(ModelMixin, ConfigMixin):
         """Weights trained in the decoder's temporal fine-tuning (temporal blocks and alphas)."""
         return [*self.dec_temporal.parameters(), *self.dec_mix.parameters()]
 
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        """Every decoder weight, spatial and temporal: what fine-tuning the decoder on clips
+        trains while the encoder, and so the latent space, stays as it is."""
+        parts = (self.dec_in, self.dec_blocks, self.dec_temporal, self.dec_mix, self.dec_up)
+        return [p for part in (*parts, self.dec_out) for p in part.parameters()]
+
     def temporal_parameter_names(self) -> set[str]:
         ids = {id(p) for p in self.temporal_parameters()}
         return {name for name, p in self.named_parameters() if id(p) in ids}

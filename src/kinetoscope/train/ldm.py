@@ -4,6 +4,9 @@ Stages, each resumable and bounded by steps and minutes:
   1. ``vae``          image KL autoencoder on single frames (L1 + L2 + small KL).
   2. ``vae_temporal`` only the decoder's temporal layers, on clips (§3.1.1): reconstruction
                       plus a loss on frame-to-frame differences, so decoded video does not flicker.
+  2b. ``vae_decoder`` (optional) every decoder weight, spatial and temporal, on clips with the
+                      same loss; the encoder stays frozen, so the latent space and any denoiser
+                      trained on it are unchanged (a decoder can be improved after the fact).
   3. ``latents``      encode a fixed set of training clips once (posterior means), so the
                       denoiser never pays for the encoder.
   4. ``unet_image``   the image model (spatial weights) on single latent frames.
@@ -316,52 +319,88 @@ def load_temporal_weights(model: VideoUNet, directory: str | Path) -> VideoUNet:
 
 
 def train_vae(recipe: LDMRecipe, out: Path) -> VideoAutoencoderKL:
-    """Stages 1-2: image autoencoder, then the decoder's temporal layers on clips."""
-    final, image_dir = out / "vae", out / "vae-image"
+    """Stages 1-2 (and 2b when the recipe has ``vae_decoder``); the result is saved to out/vae.
+
+    With a decoder stage, the stage-2 autoencoder is kept in out/vae-temporal first: a run
+    folder holding a trained autoencoder there gets only its decoder fine-tuned.
+    """
+    final = out / "vae"
     if (final / "config.json").exists():
         return VideoAutoencoderKL.from_pretrained(final)
-    if (image_dir / "config.json").exists():
-        vae = VideoAutoencoderKL.from_pretrained(image_dir)
+    decoder_stage = "vae_decoder" in recipe.stages
+    temporal_dir = out / "vae-temporal" if decoder_stage else final
+    if (temporal_dir / "config.json").exists():
+        vae = VideoAutoencoderKL.from_pretrained(temporal_dir)
     else:
-        torch.manual_seed(recipe.seed)
-        vae = VideoAutoencoderKL(**recipe.vae)
-        stage = recipe.stage("vae")
-        kl_weight = float(stage.extra.get("kl_weight", 1e-6))
-        for p in vae.temporal_parameters():
-            p.requires_grad_(False)
-        vae = train_stage(
-            stage,
-            model=vae,
-            loss_fn=lambda m, b: vae_loss(m, b, kl_weight=kl_weight),
-            batches=frame_batches(recipe, batch_size=stage.batch_size, seed=recipe.seed),
-            out_dir=out / "stage-vae",
-        )
-        vae.register_to_config(**latent_statistics(vae, recipe))
-        vae.save_pretrained(image_dir)
+        vae = _train_vae_temporal(recipe, out, _train_vae_image(recipe, out))
+        vae.save_pretrained(temporal_dir)
+    if decoder_stage:
+        vae = _train_clip_stage(recipe, out, vae, "vae_decoder", vae.decoder_parameters())
+        vae.save_pretrained(final)
+    return vae
+
+
+def _train_vae_image(recipe: LDMRecipe, out: Path) -> Path:
+    """Stage 1, the per-frame autoencoder (temporal layers untouched); returns where it is."""
+    image_dir = out / "vae-image"
+    if (image_dir / "config.json").exists():
+        return image_dir
+    torch.manual_seed(recipe.seed)
+    vae = VideoAutoencoderKL(**recipe.vae)
+    stage = recipe.stage("vae")
+    kl_weight = float(stage.extra.get("kl_weight", 1e-6))
+    for p in vae.temporal_parameters():
+        p.requires_grad_(False)
+    vae = train_stage(
+        stage,
+        model=vae,
+        loss_fn=lambda m, b: vae_loss(m, b, kl_weight=kl_weight),
+        batches=frame_batches(recipe, batch_size=stage.batch_size, seed=recipe.seed),
+        out_dir=out / "stage-vae",
+    )
+    vae.register_to_config(**latent_statistics(vae, recipe))
+    vae.save_pretrained(image_dir)
+    return image_dir
+
+
+def _train_vae_temporal(recipe: LDMRecipe, out: Path, image_dir: Path) -> VideoAutoencoderKL:
+    """Stage 2: fresh temporal layers on the stage-1 autoencoder, trained on clips."""
+    image = VideoAutoencoderKL.from_pretrained(image_dir)
     torch.manual_seed(recipe.seed + 2)
     fresh = VideoAutoencoderKL(
         **{
             **recipe.vae,
-            "scaling_factor": vae.config.scaling_factor,
-            "latent_shift": vae.config.latent_shift,
+            "scaling_factor": image.config.scaling_factor,
+            "latent_shift": image.config.latent_shift,
         }
     )
     vae = load_spatial_weights(fresh, image_dir)
+    return _train_clip_stage(recipe, out, vae, "vae_temporal", vae.temporal_parameters())
+
+
+def _train_clip_stage(
+    recipe: LDMRecipe,
+    out: Path,
+    vae: VideoAutoencoderKL,
+    name: str,
+    params: list[torch.nn.Parameter],
+) -> VideoAutoencoderKL:
+    """Train only ``params`` of ``vae`` on clips (reconstruction + frame differences)."""
+    stage = recipe.stage(name)
     vae.requires_grad_(False)
-    stage = recipe.stage("vae_temporal")
-    for p in vae.temporal_parameters():
+    for p in params:
         p.requires_grad_(True)
     diff_weight = float(stage.extra.get("diff_weight", 1.0))
-    vae = train_stage(
+    seed = recipe.seed + {"vae_temporal": 2}.get(name, 7)
+    return train_stage(
         stage,
         model=vae,
         loss_fn=lambda m, b: vae_temporal_loss(m, b, diff_weight=diff_weight),
-        batches=clip_batches(recipe, batch_size=stage.batch_size, seed=recipe.seed + 2),
-        out_dir=out / "stage-vae-temporal",
-        param_groups=_temporal_groups(vae.temporal_parameters(), stage),
+        batches=clip_batches(recipe, batch_size=stage.batch_size, seed=seed),
+        out_dir=out / f"stage-{name.replace('_', '-')}",
+        param_groups=_temporal_groups(params, stage),
+        ema_decay=stage.ema_decay,
     )
-    vae.save_pretrained(final)
-    return vae
 
 
 def _temporal_groups(params: list[torch.nn.Parameter], stage: StageConfig) -> list[dict[str, Any]]:
@@ -450,7 +489,14 @@ def noise_correlation(stage: StageConfig) -> float:
     return float(stage.extra.get("noise_correlation", 0.0))
 
 
-LDM_STAGES = ("vae", "vae_temporal", "unet_image", "unet_temporal", "unet_interpolation")
+LDM_STAGES = (
+    "vae",
+    "vae_temporal",
+    "vae_decoder",
+    "unet_image",
+    "unet_temporal",
+    "unet_interpolation",
+)
 
 
 def check_stages(recipe: LDMRecipe) -> None:
