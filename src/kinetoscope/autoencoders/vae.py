@@ -94,8 +94,15 @@ class VideoAutoencoderKL(ModelMixin, ConfigMixin):
     def decoder_parameters(self) -> list[nn.Parameter]:
         """Every decoder weight, spatial and temporal: what fine-tuning the decoder on clips
         trains while the encoder, and so the latent space, stays as it is."""
-        parts = (self.dec_in, self.dec_blocks, self.dec_temporal, self.dec_mix, self.dec_up)
-        return [p for part in (*parts, self.dec_out) for p in part.parameters()]
+        parts = (
+            self.dec_in,
+            self.dec_blocks,
+            self.dec_temporal,
+            self.dec_mix,
+            self.dec_up,
+            self.dec_out,
+        )
+        return [p for part in parts for p in part.parameters()]
 
     def temporal_parameter_names(self) -> set[str]:
         ids = {id(p) for p in self.temporal_parameters()}
