@@ -66,9 +66,8 @@ class WindowPlan:
         )
         out[:, :, :: self.factor] = keys
         for w, start in reversed(list(enumerate(self.starts))):
-            out[0, :, start * self.factor : (start + self.per_window) * self.factor + 1] = windows[
-                w
-            ]
+            first = start * self.factor
+            out[0, :, first : first + self.length] = windows[w]
         return out
 
     def prompts(self, video: Video, prompt: str | None) -> list[str]:

@@ -404,7 +404,8 @@ def _train_clip_stage(
 
 
 def _temporal_groups(params: list[torch.nn.Parameter], stage: StageConfig) -> list[dict[str, Any]]:
-    """Optimiser groups of a temporal stage: layers at the stage lr, mix logits faster."""
+    """Optimiser groups of a stage that trains ``params`` (temporal layers, or the autoencoder's
+    decoder): weights at the stage lr, the scalar mix logits ``alpha_lr_scale`` times faster."""
     scale = float(stage.extra.get("alpha_lr_scale", 20.0))
     return [
         {"params": [p for p in params if p.dim() > 0]},
