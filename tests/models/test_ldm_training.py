@@ -206,9 +206,7 @@ def test_interpolation_windows_in_batches_match_one_batch(fake_text_encoder, mon
     assert abs(whole.frames.astype(int) - parts.frames.astype(int)).max() <= 1
 
 
-def test_a_decoder_stage_fine_tunes_the_decoder_and_keeps_the_latent_space(
-    tmp_path, fake_encoder
-):
+def test_a_decoder_stage_fine_tunes_the_decoder_and_keeps_the_latent_space(tmp_path, fake_encoder):
     """vae_decoder: a run holding a trained autoencoder in vae-temporal/ gets only its decoder
     trained; encoder weights and latent statistics stay, so latents (and the UNet) still fit."""
     import shutil

@@ -4,6 +4,7 @@ token cache and batches, and the shipped recipe files."""
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -122,6 +123,140 @@ def test_token_batches_mix_generation_and_continuation(fake_text_encoder):
     assert emb.shape == (64, 8, 16) and mask.shape == (64, 8)
     assert set(prefix.tolist()) == {0, 1, 2}
     assert 16 < int((prefix > 0).sum()) < 48
+
+
+def test_image_batches_train_on_cached_single_frames(tmp_path, fake_encoder):
+    """Joint image-video training: the cache holds each clip's chosen frames encoded as one-frame
+    clips, the stage mixes batches of them in, and ``first_frame="image"`` samples through them."""
+    stages = tiny_recipe().stages
+    extra = {**stages["transformer"]["extra"], "image_fraction": 0.5, "image_frames": [0, 4]}
+    recipe = tiny_recipe(
+        stages={**stages, "transformer": {**stages["transformer"], "extra": extra}},
+        sampling={
+            "num_frames": 4,
+            "num_inference_steps": 2,
+            "context_frames": 1,
+            "first_frame": "image",
+        },
+    )
+    run = tmp_path / "run"
+    pipe = PhenakiPipeline.from_pretrained(train_phenaki(recipe, run))
+    cache = torch.load(run / "tokens.pt", weights_only=False)
+    assert cache["image_frames"] == [0, 4] and cache["image_tokens"].shape == (12, 2, 4, 4)
+    clip = phenaki_train._world_datasets(recipe)[0][0]
+    video = phenaki_train._to_model_range(clip.frames[None]).transpose(1, 2)  # (1, C, T, H, W)
+    assert torch.equal(
+        cache["image_tokens"][0, 1].long(), pipe.tokenizer.encode(video[:, :, 4:5])[0, 0]
+    )
+    # The first frame is coded on its own, so its image tokens are the clip's first time step.
+    assert torch.equal(cache["image_tokens"][:, 0], cache["tokens"][:, 0])
+
+    bank = CaptionBank(fake_encoder)
+    batches = token_batches(
+        cache,
+        bank,
+        batch_size=4,
+        continuation_fraction=0.0,
+        max_prefix_steps=1,
+        seed=0,
+        image_fraction=0.5,
+        image_batch_size=10,
+    )
+    shapes = {tuple(next(batches)[0].shape) for _ in range(40)}
+    assert shapes == {(4, 3, 4, 4), (10, 1, 4, 4)}
+
+    # A cache without images is rebuilt for a recipe that asks for them.
+    torch.save(
+        {k: v for k, v in cache.items() if k not in ("image_frames", "image_tokens")},
+        run / "tokens.pt",
+    )
+    assert load_token_cache(recipe, run, pipe.tokenizer)["image_frames"] == [0, 4]
+
+    pipe._text_encoder = fake_encoder
+    assert pipe.defaults["first_frame"] == "image"
+    steps = []
+    out = pipe(
+        "a red circle", seed=0, progress=False, callback=lambda i, n, t: steps.append((i, n))
+    )
+    # Two decoding passes of 2 steps: the first frame's tokens, then the clip.
+    assert [n for _, n in steps] == [4] * 4 and out.frames[0].metadata["first_frame"] == "image"
+    # Its first frame is the image sampled on its own with the same seed.
+    image = pipe("a red circle", seed=0, progress=False, num_frames=1).frames[0]
+    assert out.frames[0].frames.shape == (4, 32, 32, 3)
+    joint = pipe("a red circle", seed=0, progress=False, first_frame="joint").frames[0]
+    assert joint.metadata["first_frame"] == "joint"
+    with pytest.raises(ValueError, match="first_frame"):
+        pipe("a red circle", first_frame="last", progress=False)
+    assert image.num_frames == 1
+    # (the decoder is causal too, so frame 0 depends only on the first time step's tokens)
+    diff = out.frames[0].frames[0].astype(int) - image.frames[0].astype(int)
+    assert abs(diff).max() <= 1
+
+
+def test_image_settings_are_checked(tmp_path, fake_encoder):
+    stages = tiny_recipe().stages
+    extra = {**stages["transformer"]["extra"], "image_fraction": 0.5, "image_frames": [9]}
+    recipe = tiny_recipe(
+        stages={**stages, "transformer": {**stages["transformer"], "extra": extra}}
+    )
+    with pytest.raises(ValueError, match="image_frames"):
+        train_phenaki(recipe, tmp_path / "run")
+    assert not (tmp_path / "run" / "stage-tokenizer").exists()
+    with pytest.raises(ValueError, match="unknown stage"):
+        train_phenaki(tiny_recipe(stages={**stages, "vae": stages["tokenizer"]}), tmp_path / "run")
+
+
+def test_init_from_starts_the_transformer_from_saved_weights(tmp_path, fake_encoder):
+    run = tmp_path / "first"
+    first = PhenakiPipeline.from_pretrained(train_phenaki(tiny_recipe(), run))
+    stages = tiny_recipe().stages
+    extra = {**stages["transformer"]["extra"], "init_from": str(run / "transformer")}
+    grown = tmp_path / "grown"
+    grown.mkdir()
+    shutil.copytree(run / "tokenizer", grown / "tokenizer")
+    recipe = tiny_recipe(
+        stages={**stages, "transformer": {**stages["transformer"], "steps": 0, "extra": extra}}
+    )
+    second = PhenakiPipeline.from_pretrained(train_phenaki(recipe, grown))
+    for (name, a), b in zip(
+        first.transformer.state_dict().items(),
+        second.transformer.state_dict().values(),
+        strict=True,
+    ):
+        assert torch.equal(a, b), name
+
+
+def test_a_decoder_stage_fine_tunes_the_tokenizer_decoder_and_keeps_the_tokens(
+    tmp_path, fake_encoder
+):
+    run = tmp_path / "run"
+    base = tiny_recipe()
+    first = phenaki_train.train_tokenizer(base, run)
+    shutil.move(run / "tokenizer", run / "tokenizer-encoder")
+    stage = {"steps": 4, "batch_size": 2, "lr": 1e-2, "extra": {"log_every": 1}}
+    recipe = tiny_recipe(stages={**base.stages, "tokenizer_decoder": stage})
+    tuned = phenaki_train.train_tokenizer(recipe, run)
+    assert (
+        torch.load(run / "stage-tokenizer-decoder" / "checkpoint.pt", weights_only=False)["step"]
+        == 4
+    )
+    decoder = {id(p) for p in tuned.decoder_parameters()}
+    before, after = dict(first.named_parameters()), dict(tuned.named_parameters())
+    moved = {name for name, p in after.items() if not torch.equal(p, before[name])}
+    assert moved and moved <= {name for name, p in after.items() if id(p) in decoder}
+    assert any(name.startswith("decoder.") for name in moved) and "dec_pos" in moved
+    assert not any(name.startswith(("encoder.", "embed_", "to_latent", "enc_")) for name in moved)
+    clip = phenaki_train._world_datasets(base)[0][0]
+    video = phenaki_train._to_model_range(clip.frames[None]).transpose(1, 2)
+    assert torch.equal(first.encode(video), tuned.encode(video))
+    assert not torch.allclose(
+        first.decode_indices(first.encode(video)), tuned.decode_indices(tuned.encode(video))
+    )
+    # Finished: the next call loads out/tokenizer.
+    again = phenaki_train.train_tokenizer(recipe, run)
+    assert all(
+        torch.equal(a, b) for a, b in zip(again.parameters(), tuned.parameters(), strict=True)
+    )
 
 
 @pytest.mark.parametrize("world", ["mnist", "shapes"])

@@ -156,6 +156,12 @@ class CViViT(ModelMixin, ConfigMixin):
         """Number of distinct token ids, ``prod(fsq_levels)``."""
         return self.quantizer.num_codes
 
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        """Every weight after the quantizer: what fine-tuning the decoder trains while the
+        encoder, and so every token it gives, stays as it is."""
+        parts = (self.from_latent, self.decoder, self.dec_norm, self.head_first, self.head_tube)
+        return [self.dec_pos, *(p for part in parts for p in part.parameters())]
+
     def tokens_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int]:
         """Token grid (T', h, w) of a clip of ``num_frames`` x ``height`` x ``width``."""
         k = check_num_frames(num_frames)

@@ -61,6 +61,7 @@ DEFAULTS = {
     "temperature": 1.0,
     "choice_temperature": 4.5,
     "context_frames": 5,
+    "first_frame": "joint",
 }
 
 
@@ -90,6 +91,7 @@ class _Settings:
     choice_temperature: float
     context_frames: int
     fps: float
+    first_frame: str = "joint"
 
     def metadata(self) -> dict[str, Any]:
         """The settings every generated video records, in metadata order."""
@@ -98,7 +100,13 @@ class _Settings:
             "guidance_scale": self.guidance,
             "temperature": self.temperature,
             "context_frames": self.context_frames,
+            "first_frame": self.first_frame,
         }
+
+    def total_steps(self, windows: int, *, fresh: bool) -> int:
+        """MaskGIT steps of ``windows`` windows; a fresh start with ``first_frame="image"``
+        decodes the first frame's tokens on their own first (one more pass of ``steps``)."""
+        return self.steps * (windows + int(fresh and self.first_frame == "image"))
 
 
 class _Progress:
@@ -191,6 +199,7 @@ class PhenakiPipeline(Pipeline):
         temperature: float | None,
         context_frames: int | None,
         fps: float | None,
+        first_frame: str | None = None,
     ) -> _Settings:
         settings = _Settings(
             steps=self._count_option(num_inference_steps, "num_inference_steps"),
@@ -199,7 +208,12 @@ class PhenakiPipeline(Pipeline):
             choice_temperature=float(self.defaults["choice_temperature"]),
             context_frames=int(self._option(context_frames, "context_frames")),
             fps=float(self._option(fps, "fps")),
+            first_frame=str(self._option(first_frame, "first_frame")),
         )
+        if settings.first_frame not in ("joint", "image"):
+            raise ValueError(
+                f"first_frame must be 'joint' or 'image', got {settings.first_frame!r}"
+            )
         if settings.temperature < 0:
             raise ValueError(f"temperature must be >= 0 (0 = greedy), got {settings.temperature}")
         if settings.fps <= 0:
@@ -255,7 +269,13 @@ class PhenakiPipeline(Pipeline):
             "generator": run.generators,
             "callback": run.progress,
         }
-        if context is None:
+        if context is None and settings.first_frame == "image" and token_shape[0] > 1:
+            # The first frame's tokens on their own (an image), then the clip continuing them.
+            first = maskgit_sample(
+                self.transformer, **{**options, "token_shape": (1, *token_shape[1:])}
+            )
+            tokens = maskgit_sample(self.transformer, **options, prefix_tokens=first)
+        elif context is None:
             tokens = maskgit_sample(self.transformer, **options)
         else:
             tokens = continue_tokens(
@@ -303,6 +323,7 @@ class PhenakiPipeline(Pipeline):
         callback: StepCallback | None = None,
         progress: bool = True,
         fps: float | None = None,
+        first_frame: str | None = None,
     ) -> PipelineOutput:
         """Generate one video per prompt.
 
@@ -321,6 +342,9 @@ class PhenakiPipeline(Pipeline):
                 decoding step of every window (mask ids mark undecided tokens).
             progress: show a progress bar.
             fps: frame rate of the returned videos.
+            first_frame: "joint" decodes every token of the first window together; "image"
+                first decodes the first frame's tokens on their own (an image, which models
+                trained with image batches draw best), then the clip with them frozen.
         Returns:
             PipelineOutput whose ``frames`` holds one Video per prompt.
         """
@@ -332,13 +356,15 @@ class PhenakiPipeline(Pipeline):
             temperature=temperature,
             context_frames=context_frames,
             fps=fps,
+            first_frame=first_frame,
         )
         generators, seeds = sample_generators(
             len(prompts), seed=seed, generator=generator, device=self.device
         )
         text = self._text(prompts, negatives, settings.guidance != 1.0)
         windows = self._num_windows(num_frames, continuing=False, settings=settings)
-        with _Progress(settings.steps * windows, enabled=progress, callback=callback) as bar:
+        total = settings.total_steps(windows, fresh=True)
+        with _Progress(total, enabled=progress, callback=callback) as bar:
             run = _Run(text, generators, settings, bar)
             videos = self._generate(run, num_frames=num_frames, history=None)
         self._stamp(
@@ -396,7 +422,8 @@ class PhenakiPipeline(Pipeline):
         )
         story: Video | None = None
         segments = []
-        with _Progress(settings.steps * windows, enabled=progress, callback=callback) as bar:
+        total = settings.total_steps(windows, fresh=True)
+        with _Progress(total, enabled=progress, callback=callback) as bar:
             for i, (p, n) in enumerate(zip(prompts, negatives, strict=True)):
                 gen = segment_generator(seed, i, generator)
                 run = _Run(self._text([p], [n], settings.guidance != 1.0), [gen], settings, bar)
@@ -462,7 +489,8 @@ class PhenakiPipeline(Pipeline):
         generators, seeds = sample_generators(1, seed=seed, generator=generator, device=self.device)
         text = self._text(prompts, negatives, settings.guidance != 1.0)
         windows = self._num_windows(num_frames, continuing=True, settings=settings)
-        with _Progress(settings.steps * windows, enabled=progress, callback=callback) as bar:
+        total = settings.total_steps(windows, fresh=False)
+        with _Progress(total, enabled=progress, callback=callback) as bar:
             run = _Run(text, generators, settings, bar)
             (new,) = self._generate(run, num_frames=num_frames, history=[fitted])
         self._stamp(

@@ -4,6 +4,10 @@ Stages, each resumable and bounded by steps and minutes (like the Video LDM reci
   1. ``tokenizer``   C-ViViT with FSQ on ``num_frames`` (1 + 2k) clips of the worlds,
                      reconstruction L1 + L2 (§2.1; the paper adds perceptual and adversarial
                      terms, which we leave out on CPU). Logs PSNR and codebook usage.
+  1b. ``tokenizer_decoder`` (optional) only the weights after the quantizer, with the encoder
+                     frozen: the tokens stay the same (a trained transformer stays valid) and
+                     the decoder learns to draw them better. The stage-1 tokenizer is kept in
+                     out/tokenizer-encoder, the result in out/tokenizer.
   2. token cache     ``num_token_clips`` training clips encoded to tokens once (int16 on disk)
                      with their caption wordings, so the transformer never pays for the encoder.
   3. ``transformer`` masked-token cross-entropy (§2.2, MaskGIT masking). Classifier-free
@@ -12,6 +16,12 @@ Stages, each resumable and bounded by steps and minutes (like the Video LDM reci
                      fraction of clips (``extra.continuation_fraction``) keep their first
                      1..``extra.max_prefix_steps`` token time steps frozen, which is what story
                      mode feeds (re-encoded context frames, see ``masked/sampling.py``).
+                     Joint image-video training (§2.2 of the paper trains on images too): a
+                     fraction of the steps (``extra.image_fraction``) are batches of single
+                     frames, whose tokens are the first time step of a one-frame clip (C-ViViT
+                     codes the first frame on its own), cached for ``extra.image_frames``. A
+                     pipeline sampled with ``first_frame: image`` draws such an image first.
+                     ``extra.init_from`` starts the stage from a saved transformer.
 The trained tokenizer is scored on the test split of every world (reconstruction PSNR and
 codebook usage, ``tokenizer_report.json``), then the pipeline is saved to ``out/pipeline``.
 
@@ -56,6 +66,7 @@ from kinetoscope.train.recipe import (
 logger = logging.getLogger(__name__)
 
 TOKEN_CACHE_VERSION = 1
+PHENAKI_STAGES = ("tokenizer", "tokenizer_decoder", "transformer")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,10 +202,40 @@ def pipeline_defaults(recipe: PhenakiRecipe) -> dict[str, Any]:
 
 
 def train_tokenizer(recipe: PhenakiRecipe, out: Path) -> CViViT:
-    """Stage 1: C-ViViT on clips of the recipe's worlds (skipped when out/tokenizer exists)."""
+    """Stage 1, and 1b when the recipe has ``tokenizer_decoder`` (skipped when out/tokenizer
+    exists). With the decoder stage, a run folder holding a trained tokenizer in
+    out/tokenizer-encoder gets only its decoder fine-tuned."""
     final = out / "tokenizer"
     if (final / "config.json").exists():
         return CViViT.from_pretrained(final).eval()
+    if "tokenizer_decoder" not in recipe.stages:
+        return _train_tokenizer_full(recipe, out, final)
+    first = out / "tokenizer-encoder"
+    if (first / "config.json").exists():
+        tokenizer = CViViT.from_pretrained(first)
+    else:
+        tokenizer = _train_tokenizer_full(recipe, out, first)
+    stage = recipe.stage("tokenizer_decoder")
+    params = tokenizer.decoder_parameters()
+    tokenizer.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    tokenizer = train_stage(
+        stage,
+        model=tokenizer.train(),
+        loss_fn=tokenizer_loss,
+        batches=clip_batches(recipe, batch_size=stage.batch_size, seed=recipe.seed + 5),
+        out_dir=out / "stage-tokenizer-decoder",
+        param_groups=[{"params": params}],
+        ema_decay=stage.ema_decay,
+        **_loop_options(stage),
+    )
+    tokenizer.save_pretrained(final)
+    return tokenizer
+
+
+def _train_tokenizer_full(recipe: PhenakiRecipe, out: Path, final: Path) -> CViViT:
+    """Stage 1, every tokenizer weight; saved to ``final``."""
     torch.manual_seed(recipe.seed)
     tokenizer = build_tokenizer(recipe)
     stage = recipe.stage("tokenizer")
@@ -220,24 +261,48 @@ def _loop_options(stage: StageConfig) -> dict[str, int]:
 # ----------------------------------------------------------------------------- token cache
 
 
+def image_frames(recipe: PhenakiRecipe) -> list[int]:
+    """Frames of each cached clip also cached as images (``extra.image_frames``, checked);
+    empty when the transformer stage has no image batches."""
+    extra = recipe.stage("transformer").extra
+    if not float(extra.get("image_fraction", 0.0)):
+        return []
+    frames = [int(f) for f in extra.get("image_frames", [0])]
+    if not frames or not all(0 <= f < recipe.num_frames for f in frames):
+        raise ValueError(
+            f"stages.transformer.extra.image_frames must list frames in [0, {recipe.num_frames}), "
+            f"got {frames}"
+        )
+    return frames
+
+
 @torch.no_grad()
 def build_token_cache(
     recipe: PhenakiRecipe, tokenizer: CViViT, path: Path, *, fingerprint: str = ""
 ) -> dict[str, Any]:
     """Encode ``num_token_clips`` training clips once; tokens (N, T', h, w) int16 + wordings.
 
-    ``fingerprint`` names the tokenizer that made them (a cache is only reused with it)."""
-    tokens, wordings = [], []
+    With image batches, each clip's ``image_frames`` are also encoded as one-frame clips:
+    image_tokens (N, F, h, w). ``fingerprint`` names the tokenizer that made them (a cache is
+    only reused with it)."""
+    tokens, images, wordings = [], [], []
+    frames = image_frames(recipe)
     tokenizer.eval()
     for video, chunk_wordings in clip_chunks(_world_datasets(recipe), recipe.num_token_clips):
         tokens.append(tokenizer.encode(video).to(torch.int16))  # codes < 2**15
+        if frames:
+            per_frame = [tokenizer.encode(video[:, :, f : f + 1])[:, 0] for f in frames]
+            images.append(torch.stack(per_frame, dim=1).to(torch.int16))  # (n, F, h, w)
         wordings.extend(chunk_wordings)
     cache = {
         "version": TOKEN_CACHE_VERSION,
         "tokenizer": fingerprint,
         "tokens": torch.cat(tokens),
         "wordings": wordings,
+        "image_frames": frames,
     }
+    if frames:
+        cache["image_tokens"] = torch.cat(images)
     atomic_save(cache, path)
     return cache
 
@@ -256,6 +321,7 @@ def load_token_cache(recipe: PhenakiRecipe, out: Path, tokenizer: CViViT) -> dic
             cache.get("version") == TOKEN_CACHE_VERSION
             and cache.get("tokenizer") == fingerprint
             and tuple(cache["tokens"].shape) == expected
+            and cache.get("image_frames", []) == image_frames(recipe)
         ):
             return cache
         logger.info("token cache %s does not match the recipe or tokenizer; rebuilding it", path)
@@ -273,15 +339,31 @@ def token_batches(
     continuation_fraction: float,
     max_prefix_steps: int,
     seed: int,
+    image_fraction: float = 0.0,
+    image_batch_size: int = 0,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Infinite (tokens (B, T', h, w) long, text_emb, text_mask, frozen_prefix (B,) long).
 
     Each clip gets a random training wording of its caption; with probability
-    ``continuation_fraction`` its first 1..max_prefix_steps time steps are frozen.
+    ``continuation_fraction`` its first 1..max_prefix_steps time steps are frozen. With
+    probability ``image_fraction`` a batch is instead ``image_batch_size`` cached images
+    (tokens (B, 1, h, w), nothing frozen), each with a wording of its clip's caption.
     """
     rng = random.Random(seed)
     tokens, wordings = cache["tokens"], cache["wordings"]
+    if image_fraction and "image_tokens" not in cache:
+        raise ValueError("image_fraction > 0 needs a token cache built with image_frames")
     while True:
+        if image_fraction and rng.random() < image_fraction:
+            images = cache["image_tokens"]  # (N, F, h, w)
+            picks = [
+                (rng.randrange(len(wordings)), rng.randrange(images.shape[1]))
+                for _ in range(image_batch_size)
+            ]
+            emb, mask = bank([rng.choice(wordings[i]) for i, _ in picks])
+            batch = torch.stack([images[i, f] for i, f in picks])[:, None].long()
+            yield batch, emb, mask, torch.zeros(len(picks), dtype=torch.long)
+            continue
         idx = [rng.randrange(len(wordings)) for _ in range(batch_size)]
         captions = [rng.choice(wordings[i]) for i in idx]
         prefix = [
@@ -331,7 +413,16 @@ def train_transformer(
     null_emb, null_mask = bank([""])  # (1, L, D), (1, L)
     torch.manual_seed(recipe.seed + 1)
     transformer = build_transformer(recipe, tokenizer, text_dim=encoder.dim)
+    if stage.extra.get("init_from"):
+        # A checkpoint of this stage, if there is one, replaces these weights when it resumes.
+        start = MaskedVideoTransformer.from_pretrained(stage.extra["init_from"])
+        transformer.load_state_dict(start.state_dict())
     fraction, max_prefix = continuation_settings(recipe)
+    image_fraction = float(stage.extra.get("image_fraction", 0.0))
+    if not 0.0 <= image_fraction < 1.0:
+        raise ValueError(
+            f"stages.transformer.extra.image_fraction must be in [0, 1), got {image_fraction}"
+        )
 
     def loss_fn(model, batch):
         tokens, emb, mask, prefix = batch
@@ -357,6 +448,10 @@ def train_transformer(
             continuation_fraction=fraction,
             max_prefix_steps=max_prefix,
             seed=recipe.seed + 1,
+            image_fraction=image_fraction,
+            image_batch_size=int(
+                stage.extra.get("image_batch_size", stage.batch_size * recipe.token_steps)
+            ),
         ),
         out_dir=out / "stage-transformer",
         ema_decay=stage.ema_decay,
@@ -370,8 +465,14 @@ def train_transformer(
 def train_phenaki(recipe: PhenakiRecipe, out_dir: str | Path) -> Path:
     """Run every stage of ``recipe`` (resuming finished ones) and save the pipeline to
     out_dir/pipeline."""
-    recipe.stage("tokenizer")  # fail fast on a bad recipe, before any training
+    unknown = set(recipe.stages) - set(PHENAKI_STAGES)  # fail fast, before any training
+    if unknown:
+        raise ValueError(
+            f"unknown stage(s) {sorted(unknown)}; a Phenaki recipe has {PHENAKI_STAGES}"
+        )
+    recipe.stage("tokenizer")
     continuation_settings(recipe)
+    image_frames(recipe)
     out = start_run(recipe, out_dir)
     tokenizer = train_tokenizer(recipe, out)
     report_path = out / "tokenizer_report.json"
