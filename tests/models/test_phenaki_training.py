@@ -202,6 +202,12 @@ def test_image_settings_are_checked(tmp_path, fake_encoder):
     with pytest.raises(ValueError, match="image_frames"):
         train_phenaki(recipe, tmp_path / "run")
     assert not (tmp_path / "run" / "stage-tokenizer").exists()
+    extra = {**extra, "image_fraction": 1.5, "image_frames": [0]}
+    recipe = tiny_recipe(
+        stages={**stages, "transformer": {**stages["transformer"], "extra": extra}}
+    )
+    with pytest.raises(ValueError, match="image_fraction"):
+        train_phenaki(recipe, tmp_path / "run")
     with pytest.raises(ValueError, match="unknown stage"):
         train_phenaki(tiny_recipe(stages={**stages, "vae": stages["tokenizer"]}), tmp_path / "run")
 

@@ -265,7 +265,12 @@ def image_frames(recipe: PhenakiRecipe) -> list[int]:
     """Frames of each cached clip also cached as images (``extra.image_frames``, checked);
     empty when the transformer stage has no image batches."""
     extra = recipe.stage("transformer").extra
-    if not float(extra.get("image_fraction", 0.0)):
+    fraction = float(extra.get("image_fraction", 0.0))
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(
+            f"stages.transformer.extra.image_fraction must be in [0, 1), got {fraction}"
+        )
+    if not fraction:
         return []
     frames = [int(f) for f in extra.get("image_frames", [0])]
     if not frames or not all(0 <= f < recipe.num_frames for f in frames):
@@ -418,11 +423,7 @@ def train_transformer(
         start = MaskedVideoTransformer.from_pretrained(stage.extra["init_from"])
         transformer.load_state_dict(start.state_dict())
     fraction, max_prefix = continuation_settings(recipe)
-    image_fraction = float(stage.extra.get("image_fraction", 0.0))
-    if not 0.0 <= image_fraction < 1.0:
-        raise ValueError(
-            f"stages.transformer.extra.image_fraction must be in [0, 1), got {image_fraction}"
-        )
+    image_fraction = float(stage.extra.get("image_fraction", 0.0))  # checked by image_frames
 
     def loss_fn(model, batch):
         tokens, emb, mask, prefix = batch
