@@ -47,6 +47,7 @@ from kinetoscope.train.recipe import (
     clip_chunks,
     save_pipeline,
     start_run,
+    train_only,
     train_stage,
 )
 
@@ -387,9 +388,7 @@ def _train_clip_stage(
 ) -> VideoAutoencoderKL:
     """Train only ``params`` of ``vae`` on clips (reconstruction + frame differences)."""
     stage = recipe.stage(name)
-    vae.requires_grad_(False)
-    for p in params:
-        p.requires_grad_(True)
+    train_only(vae, params)
     diff_weight = float(stage.extra.get("diff_weight", 1.0))
     seed = recipe.seed + {"vae_temporal": 2}.get(name, 7)
     return train_stage(
@@ -422,10 +421,7 @@ def _unet_stage(
         # checkpoint of this stage, if there is one, replaces these weights when it resumes.
         unet = load_temporal_weights(unet, stage.extra["init_temporal_from"])
     if temporal:
-        unet.requires_grad_(False)
-        for p in unet.temporal_parameters():
-            p.requires_grad_(True)
-        groups = _temporal_groups(unet.temporal_parameters(), stage)
+        groups = _temporal_groups(train_only(unet, unet.temporal_parameters()), stage)
     else:
         unet.requires_grad_(True)
         for p in unet.temporal_parameters():

@@ -60,6 +60,7 @@ from kinetoscope.train.recipe import (
     clip_chunks,
     save_pipeline,
     start_run,
+    train_only,
     train_stage,
 )
 
@@ -216,10 +217,7 @@ def train_tokenizer(recipe: PhenakiRecipe, out: Path) -> CViViT:
     else:
         tokenizer = _train_tokenizer_full(recipe, out, first)
     stage = recipe.stage("tokenizer_decoder")
-    params = tokenizer.decoder_parameters()
-    tokenizer.requires_grad_(False)
-    for p in params:
-        p.requires_grad_(True)
+    params = train_only(tokenizer, tokenizer.decoder_parameters())
     tokenizer = train_stage(
         stage,
         model=tokenizer.train(),
@@ -365,9 +363,10 @@ def token_batches(
                 (rng.randrange(len(wordings)), rng.randrange(images.shape[1]))
                 for _ in range(image_batch_size)
             ]
-            emb, mask = bank([rng.choice(wordings[i]) for i, _ in picks])
-            batch = torch.stack([images[i, f] for i, f in picks])[:, None].long()
-            yield batch, emb, mask, torch.zeros(len(picks), dtype=torch.long)
+            clips, frames = map(list, zip(*picks, strict=True))
+            emb, mask = bank([rng.choice(wordings[i]) for i in clips])
+            batch = images[clips, frames][:, None].long()  # (B, 1, h, w)
+            yield batch, emb, mask, torch.zeros(len(clips), dtype=torch.long)
             continue
         idx = [rng.randrange(len(wordings)) for _ in range(batch_size)]
         captions = [rng.choice(wordings[i]) for i in idx]

@@ -130,6 +130,15 @@ def train_stage(
     return trained.requires_grad_(False).eval()
 
 
+def train_only(model: nn.Module, params: list[nn.Parameter]) -> list[nn.Parameter]:
+    """Freeze every weight of ``model`` except ``params`` (a stage that trains one part);
+    returns ``params``."""
+    model.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
 # ----------------------------------------------------------------------------- data
 
 
