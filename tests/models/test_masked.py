@@ -386,6 +386,20 @@ def test_prefix_is_kept_and_no_mask_ids_remain():
         _sample(model, seed=0, prefix_tokens=random_tokens((2, 3, 2, 2)))
 
 
+def test_decode_until_decodes_only_the_leading_time_steps():
+    model = tiny_transformer()
+    prefix = random_tokens((2, 1, 2, 2), seed=5)
+    out = _sample(model, seed=0, prefix_tokens=prefix, decode_until=2, num_steps=3)
+    assert torch.equal(out[:, :1], prefix)
+    assert (out[:, 1] != model.mask_id).all() and (out[:, 2] == model.mask_id).all()
+    # Up to the last time step is the default: everything decoded.
+    whole = _sample(model, seed=0, prefix_tokens=prefix, decode_until=3, num_steps=3)
+    assert torch.equal(whole, _sample(model, seed=0, prefix_tokens=prefix, num_steps=3))
+    for bad in (1, 4):
+        with pytest.raises(ValueError, match="decode_until"):
+            _sample(model, seed=0, prefix_tokens=prefix, decode_until=bad)
+
+
 def test_more_steps_than_tokens_still_completes():
     out = _sample(tiny_transformer(), seed=0, num_steps=30, temperature=0.0)
     assert (out != NUM_CODES).all()

@@ -182,6 +182,7 @@ def maskgit_sample(
     choice_temperature: float = 4.5,
     generator: Generators = None,
     prefix_tokens: torch.Tensor | None = None,
+    decode_until: int | None = None,
     callback: Callable[[int, int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """Sample a token grid (B, T', h, w) by MaskGIT iterative decoding.
@@ -198,6 +199,8 @@ def maskgit_sample(
         choice_temperature: scale of the Gumbel noise on confidences, annealed to 0.
         generator: one generator, or one per sample.
         prefix_tokens: (B, P, h, w) time steps that are given and never changed.
+        decode_until: decode only the time steps before this one (P < decode_until <= T'); the
+            later ones stay masked, in the model's input and in the result. None: all of them.
         callback: ``callback(step, num_steps, tokens (B, T', h, w))`` after every step (mask
             ids mark undecided positions). Decoding stops early once nothing is masked, which
             only happens when ``num_steps`` exceeds the number of tokens to decode.
@@ -211,9 +214,17 @@ def maskgit_sample(
     batch, device, mask_id = text_emb.shape[0], text_emb.device, model.mask_id
     grid = _initial_tokens(mask_id, batch, tuple(token_shape), prefix_tokens, device)
     tokens = rearrange(grid, "b t h w -> b (t h w)")  # (B, N)
-    num_unknown = int((tokens[0] == mask_id).sum())
+    num_prefix = 0 if prefix_tokens is None else prefix_tokens.shape[1]
+    until = token_shape[0] if decode_until is None else decode_until
+    if not num_prefix < until <= token_shape[0]:
+        raise ValueError(
+            f"decode_until must be in ({num_prefix}, {token_shape[0]}] (after the prefix, within "
+            f"T'), got {decode_until}"
+        )
+    decoded = torch.arange(tokens.shape[1], device=device) < until * token_shape[1] * token_shape[2]
+    num_unknown = int(((tokens[0] == mask_id) & decoded).sum())
     for step in range(num_steps):
-        is_masked = tokens == mask_id  # (B, N)
+        is_masked = (tokens == mask_id) & decoded  # (B, N) still to decode
         if not is_masked.any():
             break
         logits = guided_logits(
