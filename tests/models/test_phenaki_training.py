@@ -4,6 +4,7 @@ token cache and batches, and the shipped recipe files."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -14,6 +15,7 @@ import yaml
 
 import kinetoscope.train.phenaki as phenaki_train
 from kinetoscope.config import apply_overrides, from_dict
+from kinetoscope.masked import MaskedVideoTransformer
 from kinetoscope.pipelines.phenaki import PhenakiPipeline
 from kinetoscope.train.ldm import CaptionBank
 from kinetoscope.train.phenaki import (
@@ -271,9 +273,19 @@ def test_shipped_recipes_parse(world):
     assert data["family"] == "phenaki"
     recipe = from_dict(PhenakiRecipe, dict(data))  # family may stay in the mapping
     assert recipe.worlds == (f"{world}-1", f"{world}-2") and recipe.token_steps == 9
-    assert recipe.sampling["num_frames"] == 16
-    total = sum(recipe.stage(name).minutes for name in ("tokenizer", "transformer"))
-    assert total <= 80  # + token cache and report stay under 90 minutes
+    assert recipe.sampling["num_frames"] == 16 and recipe.sampling["first_frame"] == "image"
+    # One command: the clip-only transformer, then the same transformer with image batches.
+    assert list(recipe.stages) == ["tokenizer", "transformer", "transformer_finetune"]
+    assert recipe.stage("transformer_finetune").extra["image_fraction"] == 0.5
+    # The header states the recipe's time: its stages' caps plus about 2 minutes of cache and
+    # report (over the 90-minute budget; see the header).
+    total = sum(recipe.stage(name).minutes for name in recipe.stages)
+    stated = re.search(r"About (\d+) minutes", (CONFIGS / f"phenaki-{world}.yaml").read_text())
+    assert stated and int(stated.group(1)) == total + 2
+    without = from_dict(
+        PhenakiRecipe, apply_overrides(dict(data), ["stages.transformer_finetune=null"])
+    )
+    assert list(without.stages) == ["tokenizer", "transformer"]
     data.pop("family")
     overridden = from_dict(
         PhenakiRecipe, apply_overrides(data, ["stages.tokenizer.steps=5", "seed=3"])
@@ -314,3 +326,50 @@ def test_cli_trains_a_phenaki_recipe(tmp_path, fake_encoder, capsys):
     assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 0
     assert "trained pipeline saved" in capsys.readouterr().out
     assert (tmp_path / "run" / "pipeline" / "model_index.json").is_file()
+
+
+def test_a_finetune_stage_equals_a_second_run_started_from_the_first(tmp_path, fake_encoder):
+    """``transformer_finetune`` continues stage 3 in the same command, exactly as a second run
+    of stage 3 with the finetune's settings and ``init_from`` on the first run's transformer."""
+    stages = tiny_recipe().stages
+    extra = {**stages["transformer"]["extra"], "image_fraction": 0.5, "image_frames": [0, 4]}
+    finetune = {**stages["transformer"], "steps": 4, "lr": 5e-3, "extra": extra}
+    one = tmp_path / "one"
+    train_phenaki(tiny_recipe(stages={**stages, "transformer_finetune": finetune}), one)
+    assert torch.load(one / "stage-transformer" / "checkpoint.pt", weights_only=False)["step"] == 3
+    ckpt = torch.load(one / "stage-transformer-finetune" / "checkpoint.pt", weights_only=False)
+    assert ckpt["step"] == 4
+
+    first = tmp_path / "first"
+    train_phenaki(tiny_recipe(), first)
+    second = tmp_path / "second"
+    second.mkdir()
+    shutil.copytree(first / "tokenizer", second / "tokenizer")
+    init = {**extra, "init_from": str(first / "transformer")}
+    train_phenaki(
+        tiny_recipe(stages={**stages, "transformer": {**finetune, "extra": init}}), second
+    )
+
+    def weights(path):
+        return MaskedVideoTransformer.from_pretrained(path).state_dict()
+
+    for ours, theirs in (
+        (one / "transformer-base", first / "transformer"),
+        (one / "transformer", second / "transformer"),
+    ):
+        expected = weights(theirs)
+        assert all(torch.equal(v, expected[k]) for k, v in weights(ours).items()), ours
+    moved = weights(one / "transformer")
+    assert any(not torch.equal(v, weights(first / "transformer")[k]) for k, v in moved.items())
+    # The pipeline holds the fine-tuned transformer.
+    shipped = PhenakiPipeline.from_pretrained(one / "pipeline").transformer.state_dict()
+    assert all(torch.equal(v, moved[k]) for k, v in shipped.items())
+
+    with pytest.raises(ValueError, match="init_from"):
+        bad = {**finetune, "extra": init}
+        train_phenaki(tiny_recipe(stages={**stages, "transformer_finetune": bad}), tmp_path / "bad")
+    with pytest.raises(ValueError, match="different image_frames"):
+        other = {**finetune, "extra": {**extra, "image_frames": [0]}}
+        both = {**stages["transformer"], "extra": extra}
+        recipe = tiny_recipe(stages={**stages, "transformer": both, "transformer_finetune": other})
+        train_phenaki(recipe, tmp_path / "bad")

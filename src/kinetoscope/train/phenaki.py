@@ -22,6 +22,10 @@ Stages, each resumable and bounded by steps and minutes (like the Video LDM reci
                      codes the first frame on its own), cached for ``extra.image_frames``. A
                      pipeline sampled with ``first_frame: image`` draws such an image first.
                      ``extra.init_from`` starts the stage from a saved transformer.
+  3b. ``transformer_finetune`` (optional) the same training, continued from stage 3's result
+                     (kept in out/transformer-base) with its own settings and ``extra``; the
+                     shipped models spend it on image batches after a clip-only stage 3, all in
+                     one command. The result goes to out/transformer.
 The trained tokenizer is scored on the test split of every world (reconstruction PSNR and
 codebook usage, ``tokenizer_report.json``), then the pipeline is saved to ``out/pipeline``.
 
@@ -67,7 +71,8 @@ from kinetoscope.train.recipe import (
 logger = logging.getLogger(__name__)
 
 TOKEN_CACHE_VERSION = 1
-PHENAKI_STAGES = ("tokenizer", "tokenizer_decoder", "transformer")
+PHENAKI_STAGES = ("tokenizer", "tokenizer_decoder", "transformer", "transformer_finetune")
+TRANSFORMER_STAGES = ("transformer", "transformer_finetune")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,6 +93,7 @@ class PhenakiRecipe(Recipe):
     family: str = "phenaki"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.family != "phenaki":
             raise ValueError(f"a PhenakiRecipe needs family: phenaki, got {self.family!r}")
         if not self.worlds:
@@ -259,24 +265,37 @@ def _loop_options(stage: StageConfig) -> dict[str, int]:
 # ----------------------------------------------------------------------------- token cache
 
 
-def image_frames(recipe: PhenakiRecipe) -> list[int]:
-    """Frames of each cached clip also cached as images (``extra.image_frames``, checked);
-    empty when the transformer stage has no image batches."""
-    extra = recipe.stage("transformer").extra
+def _stage_image_frames(recipe: PhenakiRecipe, name: str) -> list[int]:
+    """``image_frames`` of transformer stage ``name`` (checked); empty without image batches."""
+    extra = recipe.stage(name).extra
     fraction = float(extra.get("image_fraction", 0.0))
     if not 0.0 <= fraction < 1.0:
-        raise ValueError(
-            f"stages.transformer.extra.image_fraction must be in [0, 1), got {fraction}"
-        )
+        raise ValueError(f"stages.{name}.extra.image_fraction must be in [0, 1), got {fraction}")
     if not fraction:
         return []
     frames = [int(f) for f in extra.get("image_frames", [0])]
     if not frames or not all(0 <= f < recipe.num_frames for f in frames):
         raise ValueError(
-            f"stages.transformer.extra.image_frames must list frames in [0, {recipe.num_frames}), "
+            f"stages.{name}.extra.image_frames must list frames in [0, {recipe.num_frames}), "
             f"got {frames}"
         )
     return frames
+
+
+def image_frames(recipe: PhenakiRecipe) -> list[int]:
+    """Frames of each cached clip also cached as images: those of the transformer stages with
+    image batches (which must agree); empty when none has them."""
+    found = {
+        name: frames
+        for name in TRANSFORMER_STAGES
+        if name in recipe.stages and (frames := _stage_image_frames(recipe, name))
+    }
+    if len({tuple(f) for f in found.values()}) > 1:
+        raise ValueError(
+            f"the transformer stages ask for different image_frames {found}; one token cache "
+            "serves them all, so give them the same list"
+        )
+    return next(iter(found.values()), [])
 
 
 @torch.no_grad()
@@ -378,18 +397,18 @@ def token_batches(
         yield tokens[idx].long(), emb, mask, torch.tensor(prefix)
 
 
-def continuation_settings(recipe: PhenakiRecipe) -> tuple[float, int]:
-    """(continuation_fraction, max_prefix_steps) of the transformer stage, checked."""
-    extra = recipe.stage("transformer").extra
+def continuation_settings(recipe: PhenakiRecipe, name: str = "transformer") -> tuple[float, int]:
+    """(continuation_fraction, max_prefix_steps) of transformer stage ``name``, checked."""
+    extra = recipe.stage(name).extra
     fraction = float(extra.get("continuation_fraction", 0.3))
     max_prefix = int(extra.get("max_prefix_steps", recipe.token_steps // 2))
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(
-            f"stages.transformer.extra.continuation_fraction must be in [0, 1], got {fraction}"
+            f"stages.{name}.extra.continuation_fraction must be in [0, 1], got {fraction}"
         )
     if not 1 <= max_prefix < recipe.token_steps:
         raise ValueError(
-            f"stages.transformer.extra.max_prefix_steps must be in [1, {recipe.token_steps - 1}] "
+            f"stages.{name}.extra.max_prefix_steps must be in [1, {recipe.token_steps - 1}] "
             f"for {recipe.num_frames}-frame clips, got {max_prefix}"
         )
     return fraction, max_prefix
@@ -408,20 +427,43 @@ class _NonEmptyTextEncoder:
 def train_transformer(
     recipe: PhenakiRecipe, out: Path, tokenizer: CViViT, cache: dict[str, Any], encoder: Any
 ) -> MaskedVideoTransformer:
-    """Stage 3: the masked token transformer on cached tokens (skipped when out/transformer exists)."""
-    final = out / "transformer"
+    """Stage 3, then 3b when the recipe has ``transformer_finetune``; each is skipped when its
+    result exists. Returns the final transformer (out/transformer)."""
+    final, parts = out / "transformer", {"tokenizer": tokenizer, "cache": cache, "encoder": encoder}
+    if "transformer_finetune" not in recipe.stages:
+        return _train_transformer_stage(recipe, "transformer", final, **parts)
+    base = out / "transformer-base"
+    _train_transformer_stage(recipe, "transformer", base, **parts)
+    return _train_transformer_stage(recipe, "transformer_finetune", final, init_from=base, **parts)
+
+
+def _train_transformer_stage(
+    recipe: PhenakiRecipe,
+    name: str,
+    final: Path,
+    *,
+    tokenizer: CViViT,
+    cache: dict[str, Any],
+    encoder: Any,
+    init_from: Path | None = None,
+) -> MaskedVideoTransformer:
+    """Transformer stage ``name`` on cached tokens, saved to ``final`` (loaded instead when it
+    exists); it starts from ``init_from`` (or the stage's ``extra.init_from``) when given."""
     if (final / "config.json").exists():
         return MaskedVideoTransformer.from_pretrained(final).eval()
-    stage = recipe.stage("transformer")
+    stage = recipe.stage(name)
     bank = CaptionBank(_NonEmptyTextEncoder(encoder))
     null_emb, null_mask = bank([""])  # (1, L, D), (1, L)
+    # The same seeds in both stages: a fine-tuning stage then trains exactly as a second run of
+    # stage 3 with init_from would.
     torch.manual_seed(recipe.seed + 1)
     transformer = build_transformer(recipe, tokenizer, text_dim=encoder.dim)
-    if stage.extra.get("init_from"):
+    start_from = init_from or stage.extra.get("init_from")
+    if start_from:
         # A checkpoint of this stage, if there is one, replaces these weights when it resumes.
-        start = MaskedVideoTransformer.from_pretrained(stage.extra["init_from"])
+        start = MaskedVideoTransformer.from_pretrained(start_from)
         transformer.load_state_dict(start.state_dict())
-    fraction, max_prefix = continuation_settings(recipe)
+    fraction, max_prefix = continuation_settings(recipe, name)
     image_fraction = float(stage.extra.get("image_fraction", 0.0))  # checked by image_frames
 
     def loss_fn(model, batch):
@@ -453,7 +495,7 @@ def train_transformer(
                 stage.extra.get("image_batch_size", stage.batch_size * recipe.token_steps)
             ),
         ),
-        out_dir=out / "stage-transformer",
+        out_dir=final.parent / f"stage-{name.replace('_', '-')}",
         ema_decay=stage.ema_decay,
         weight_decay=float(stage.extra.get("weight_decay", 0.0)),
         **_loop_options(stage),
@@ -472,6 +514,13 @@ def train_phenaki(recipe: PhenakiRecipe, out_dir: str | Path) -> Path:
         )
     recipe.stage("tokenizer")
     continuation_settings(recipe)
+    if "transformer_finetune" in recipe.stages:
+        continuation_settings(recipe, "transformer_finetune")
+        if "init_from" in recipe.stage("transformer_finetune").extra:
+            raise ValueError(
+                "stages.transformer_finetune starts from the transformer stage's result; put "
+                "init_from in stages.transformer.extra instead"
+            )
     image_frames(recipe)
     out = start_run(recipe, out_dir)
     tokenizer = train_tokenizer(recipe, out)

@@ -44,7 +44,8 @@ class Recipe:
     """The fields every family's recipe has: data, text conditioning, clip format, stages.
 
     ``sampling`` becomes the trained pipeline's defaults; ``text_dropout`` is the probability
-    that a training caption is replaced by "" (classifier-free guidance).
+    that a training caption is replaced by "" (classifier-free guidance). A stage set to null
+    (in a recipe over a ``base:``, or by ``--set stages.NAME=null``) is dropped.
     """
 
     name: str
@@ -58,6 +59,10 @@ class Recipe:
     resolution: int = 64
     fps: float = 8.0
     text_dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        kept = {name: stage for name, stage in self.stages.items() if stage is not None}
+        object.__setattr__(self, "stages", kept)  # frozen: set once, here
 
     def stage(self, name: str) -> StageConfig:
         """The checked ``StageConfig`` of stage ``name`` (ValueError if the recipe lacks it)."""
