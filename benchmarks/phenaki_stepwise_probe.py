@@ -19,7 +19,7 @@ import types
 import torch
 
 import kinetoscope
-from kinetoscope.eval.evaluate import evaluate
+from kinetoscope.eval.evaluate import evaluate_variant
 from kinetoscope.masked.sampling import maskgit_sample
 
 
@@ -74,10 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", default="stepwise-report")
     args = parser.parse_args(argv)
     pipe = make_stepwise(kinetoscope.load(args.model), args.steps_per_time)
-    report = evaluate(
-        pipe, world=args.world, split="test", samples=args.samples, seed=0, out_dir=args.output
-    )
-    print(json.dumps({k: v["accuracy"] for k, v in report["accuracy"].items()}))
+    accuracy = evaluate_variant(pipe, world=args.world, samples=args.samples, out_dir=args.output)
+    print(json.dumps(accuracy))
     return 0
 
 

@@ -18,7 +18,7 @@ import json
 import torch
 
 import kinetoscope
-from kinetoscope.eval.evaluate import evaluate
+from kinetoscope.eval.evaluate import evaluate_variant
 
 
 class TemporallyGuided(torch.nn.Module):
@@ -51,10 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     pipe = kinetoscope.load(args.model)
     pipe.unet = TemporallyGuided(pipe.unet, args.scale)
-    report = evaluate(
-        pipe, world=args.world, split="test", samples=args.samples, seed=0, out_dir=args.output
-    )
-    print(json.dumps({k: v["accuracy"] for k, v in report["accuracy"].items()}))
+    accuracy = evaluate_variant(pipe, world=args.world, samples=args.samples, out_dir=args.output)
+    print(json.dumps(accuracy))
     return 0
 
 

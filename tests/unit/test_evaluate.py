@@ -9,7 +9,7 @@ from diffusers import DDPMScheduler
 
 from kinetoscope.autoencoders.vae import VideoAutoencoderKL
 from kinetoscope.diffusion.unet import VideoUNet
-from kinetoscope.eval.evaluate import evaluate, wilson_interval
+from kinetoscope.eval.evaluate import evaluate, evaluate_variant, wilson_interval
 from kinetoscope.pipelines.text_to_video import TextToVideoPipeline
 
 
@@ -50,3 +50,8 @@ def test_report_of_random_model(tmp_path, fake_text_encoder):
     # a random model shows no readable object: stability is reported as such, not as a number
     assert saved["temporal"]["identity_stability"] is None
     assert "Identity stability" in (tmp_path / "rep" / "report.md").read_text()
+    # A probe's variant is judged under the same protocol: the same prompts and seeds.
+    variant = evaluate_variant(pipe, world="shapes-1", samples=3, out_dir=tmp_path / "variant")
+    assert variant == {k: v["accuracy"] for k, v in report["accuracy"].items()}
+    again = json.loads((tmp_path / "variant" / "report.json").read_text())
+    assert [s["prompt"] for s in again["samples"]] == [s["prompt"] for s in saved["samples"]]

@@ -199,6 +199,16 @@ def evaluate(
     return report
 
 
+def evaluate_variant(
+    pipe: Any, *, world: str, samples: int = 100, out_dir: str | Path = "report"
+) -> dict[str, float]:
+    """Judge a modified pipeline (a sampling probe) under the protocol of the shipped models'
+    reports (test split, seeds 0..samples-1), so ``kinetoscope compare`` pairs the two prompt
+    by prompt; writes the report folder and returns the accuracy per attribute."""
+    report = evaluate(pipe, world=world, split="test", samples=samples, seed=0, out_dir=out_dir)
+    return {name: row["accuracy"] for name, row in report["accuracy"].items()}
+
+
 def _frechet(
     world: str, split: str, real: list[np.ndarray], fake: list[np.ndarray], seed: int
 ) -> dict[str, Any]:
