@@ -26,16 +26,31 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    p.add_argument(
+        "--guidance-interval",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=None,
+        help="LDM models: guide only the steps whose timestep lies in [LOW, HIGH] (fractions "
+        "of the noise schedule); the others cost about half (default: the model's)",
+    )
     p.add_argument("--negative-prompt", default=None, help="what the video should not show")
     p.add_argument("--fps", type=float, default=None, help="frames per second of the output")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _sampling_kwargs(args: argparse.Namespace) -> dict:
+def _sampling_kwargs(args: argparse.Namespace, pipe) -> dict:
+    if args.guidance_interval is not None and pipe.family != "ldm":
+        raise ValueError(
+            f"--guidance-interval applies to latent diffusion models; {args.model} is a "
+            f"{pipe.family} model"
+        )
     kwargs = {
         "num_inference_steps": args.steps,
         "guidance_scale": args.guidance,
+        "guidance_interval": args.guidance_interval,
         "negative_prompt": args.negative_prompt,
         "progress": not args.quiet,
         "fps": args.fps,
@@ -60,7 +75,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if bool(args.prompt) == bool(args.prompts_file):
         raise ValueError("give either a PROMPT or --prompts-file (with --out-dir)")
     pipe = kinetoscope.load(args.model, device=args.device)
-    kwargs = _sampling_kwargs(args)
+    kwargs = _sampling_kwargs(args, pipe)
     if args.num_frames is not None:
         kwargs["num_frames"] = args.num_frames
     if args.prompt:
@@ -88,7 +103,7 @@ def cmd_story(args: argparse.Namespace) -> int:
     if not prompts:
         raise ValueError("give the story's prompts, or --prompts-file")
     pipe = require(kinetoscope.load(args.model, device=args.device), "story", args.model)
-    kwargs = _sampling_kwargs(args)
+    kwargs = _sampling_kwargs(args, pipe)
     if args.context_frames is not None:
         kwargs["context_frames"] = args.context_frames
     video = pipe.story(prompts, frames_per_prompt=args.frames_per_prompt, seed=args.seed, **kwargs)
@@ -104,7 +119,7 @@ def cmd_continue(args: argparse.Namespace) -> int:
 
     clip = Video.read(args.input)
     pipe = require(kinetoscope.load(args.model, device=args.device), "continue_video", args.model)
-    kwargs = _sampling_kwargs(args)
+    kwargs = _sampling_kwargs(args, pipe)
     if args.context_frames is not None:
         kwargs["context_frames"] = args.context_frames
     new = pipe.continue_video(
@@ -123,7 +138,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
     clip = Video.read(args.input)
     pipe = require(kinetoscope.load(args.model, device=args.device), "interpolate", args.model)
-    kwargs = _sampling_kwargs(args)
+    kwargs = _sampling_kwargs(args, pipe)
     fps = kwargs.pop("fps", None)  # default: the input's times the factor
     smooth = pipe.interpolate(
         clip, factor=args.factor, prompt=args.prompt, seed=args.seed, **kwargs

@@ -142,9 +142,30 @@ def test_continue_and_story_write_whole_videos(tmp_path, monkeypatch, fake_text_
     new = Video.read(tmp_path / "new")
     assert np.array_equal(new.frames, whole.frames[4:])
     story = ["story", "a red circle", "a blue square", "--frames-per-prompt", "3"]
-    assert main([*story, "--context-frames", "1", "-o", str(tmp_path / "story"), "--quiet"]) == 0
+    interval = ["--guidance-interval", "0.5", "1"]
+    assert main([*story, "--context-frames", "1", *interval, "-o", str(tmp_path / "story")]) == 0
     told = Video.read(tmp_path / "story")
     assert told.num_frames == 6 and told.metadata["context_frames"] == 1
+    assert told.metadata["guidance_interval"] == [0.5, 1.0]
+
+
+def test_guidance_interval_is_refused_for_a_phenaki_model(monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    import kinetoscope
+
+    monkeypatch.setattr(kinetoscope, "load", lambda *a, **k: SimpleNamespace(family="phenaki"))
+    args = [
+        "generate",
+        "a red circle",
+        "--model",
+        "phenaki-shapes",
+        "--guidance-interval",
+        "0",
+        "1",
+    ]
+    assert main(args) == 2
+    assert "applies to latent diffusion models" in capsys.readouterr().err
 
 
 def test_interpolate_writes_the_video_at_a_higher_frame_rate(

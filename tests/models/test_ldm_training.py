@@ -119,6 +119,38 @@ def test_a_temporal_stage_can_grow_a_trained_model(tmp_path, fake_encoder):
     assert near < far / 10  # it moved on from the first run, not from scratch
 
 
+def test_an_image_stage_can_continue_a_saved_image_model(tmp_path, fake_encoder):
+    """unet_image's init_from: the stage starts from a saved image model, not from scratch."""
+    import dataclasses
+    import shutil
+
+    from safetensors.torch import load_file
+
+    first_run, second_run = tmp_path / "first", tmp_path / "second"
+    train_ldm(tiny_recipe(), first_run)
+    second_run.mkdir()
+    shutil.copytree(first_run / "vae", second_run / "vae")
+    shutil.copy(first_run / "latents.pt", second_run / "latents.pt")
+    saved = first_run / "unet-image"
+    # Another seed: started afresh, the second image model would begin somewhere else.
+    second = dataclasses.replace(tiny_recipe(unet_image={"init_from": str(saved)}), seed=1)
+    train_ldm(second, second_run)
+
+    def weights(run):
+        return load_file(next((run / "unet-image").glob("*.safetensors")))
+
+    before, after = weights(first_run), weights(second_run)
+    torch.manual_seed(1)
+    model = VideoUNet(**VideoUNet.load_config(saved))
+    fresh = model.state_dict()  # the seed-1 start
+    temporal = model.temporal_parameter_names()  # (saved too, but not continued)
+    spatial = [k for k in fresh if k not in temporal and not torch.equal(before[k], fresh[k])]
+    assert spatial
+    near = sum((after[k] - before[k]).abs().sum().item() for k in spatial)
+    far = sum((after[k] - fresh[k]).abs().sum().item() for k in spatial)
+    assert near < far / 5  # two more steps from the saved model, not two from scratch
+
+
 def test_interpolation_keeps_its_keyframes_and_windows_see_only_theirs(
     tmp_path, fake_text_encoder, monkeypatch
 ):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from helpers import tiny_ldm_pipeline
 from kinetoscope.pipelines.text_to_video import TextToVideoPipeline
@@ -63,6 +64,49 @@ def test_guidance_changes_output_and_negative_prompt_matters(pipe):
         .frames
     )
     assert not np.array_equal(a, b) and not np.array_equal(b, c)
+
+
+def test_guidance_interval_guides_only_the_steps_inside_it(pipe):
+    """Steps outside the interval run the conditional branch alone (batch B, not 2B)."""
+    batches, forward = [], pipe.unet.forward
+
+    def counting(sample, timestep, *args, **kwargs):
+        batches.append((int(torch.as_tensor(timestep).max()), sample.shape[0]))
+        return forward(sample, timestep, *args, **kwargs)
+
+    pipe.unet.forward = counting
+    length = pipe.scheduler_config["num_train_timesteps"]
+    latents = []
+    pipe(
+        "a red circle",
+        seed=0,
+        guidance_scale=5.0,
+        progress=False,
+        callback=lambda i, n, z: latents.append(z.clone()),
+    )
+    timesteps = [t for t, _ in batches]
+    assert [b for _, b in batches] == [2, 2] and timesteps[0] > timesteps[1]
+    middle = (timesteps[0] + timesteps[1]) / 2 / length  # guide the first step only
+    batches.clear()
+    half = pipe(
+        "a red circle",
+        seed=0,
+        guidance_scale=5.0,
+        guidance_interval=(middle, 1.0),
+        progress=False,
+        callback=lambda i, n, z: latents.append(z.clone()),
+    )
+    assert batches == [(timesteps[0], 2), (timesteps[1], 1)]
+    assert half.frames[0].metadata["guidance_interval"] == [middle, 1.0]
+    assert torch.equal(latents[0], latents[2])  # the same guided first step
+    assert not torch.equal(latents[1], latents[3])  # then an unguided one
+    # An interval that holds no step samples exactly as no guidance at all.
+    none = pipe("a red circle", seed=0, guidance_interval=(0.999, 1.0), progress=False)
+    plain = pipe("a red circle", seed=0, guidance_scale=1.0, progress=False)
+    assert np.array_equal(none.frames[0].frames, plain.frames[0].frames)
+    for bad in [(0.5, 0.5), (-0.1, 1.0), (0.2, 1.5), (0.3,), "ab"]:
+        with pytest.raises(ValueError, match="guidance_interval"):
+            pipe("a red circle", seed=0, guidance_interval=bad, progress=False)
 
 
 def test_chunked_decoding_matches(pipe):
@@ -147,6 +191,7 @@ def test_image_first_frame_is_the_image_models_frame_and_stays_fixed(pipe, sched
         scheduler=scheduler,
         steps=2,
         guidance=3.0,
+        interval=(0.0, 1.0),
         emb=emb,
         mask=mask,
         autocast=pipe._autocast("float32"),

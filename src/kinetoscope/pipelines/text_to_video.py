@@ -64,6 +64,7 @@ class TextToVideoPipeline(Pipeline):
         "fps": 8.0,
         "num_inference_steps": 15,
         "guidance_scale": 4.0,
+        "guidance_interval": [0.0, 1.0],
         "precision": "float32",
         "first_frame": "joint",
         "noise_correlation": 0.0,
@@ -122,6 +123,7 @@ class TextToVideoPipeline(Pipeline):
         num_frames: int | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
+        guidance_interval: tuple[float, float] | None = None,
         negative_prompt: str | list[str] | None = None,
         seed: int | list[int] | None = None,
         generator: torch.Generator | None = None,
@@ -140,6 +142,11 @@ class TextToVideoPipeline(Pipeline):
             num_frames: frames per video (default: the model's training length).
             num_inference_steps: denoising steps.
             guidance_scale: classifier-free guidance weight (1 disables guidance).
+            guidance_interval: (low, high) fractions of the training noise schedule: guidance
+                applies only at steps whose timestep t has low * T <= t <= high * T (T the
+                schedule's length); the other steps run the conditional branch alone, at
+                about half the cost (guidance in a limited interval, Kynkäänniemi et al.
+                2024). Default: the model's, (0, 1) = every step.
             negative_prompt: replaces the empty prompt in the unconditional branch.
             seed: base seed; sample i uses seed + i (or pass one seed per prompt).
             generator: a single torch.Generator shared by the batch (instead of seed).
@@ -162,6 +169,7 @@ class TextToVideoPipeline(Pipeline):
         settings = self._settings(
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,
+            guidance_interval=guidance_interval,
             fps=fps,
             precision=precision,
             first_frame=first_frame,
@@ -197,6 +205,7 @@ class TextToVideoPipeline(Pipeline):
         generator: torch.Generator | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
+        guidance_interval: tuple[float, float] | None = None,
         negative_prompt: str | list[str] | None = None,
         scheduler: str = "dpmpp",
         decode_chunk_size: int | None = None,
@@ -224,6 +233,7 @@ class TextToVideoPipeline(Pipeline):
         settings = self._settings(
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,
+            guidance_interval=guidance_interval,
             fps=fps,
             precision=precision,
             first_frame=first_frame,
@@ -276,6 +286,7 @@ class TextToVideoPipeline(Pipeline):
         generator: torch.Generator | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
+        guidance_interval: tuple[float, float] | None = None,
         negative_prompt: str | None = None,
         scheduler: str = "dpmpp",
         callback: StepCallback | None = None,
@@ -297,6 +308,7 @@ class TextToVideoPipeline(Pipeline):
         settings = self._settings(
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,
+            guidance_interval=guidance_interval,
             fps=video.fps if fps is None else fps,
             precision=precision,
             first_frame=None,
@@ -341,6 +353,7 @@ class TextToVideoPipeline(Pipeline):
         generator: torch.Generator | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
+        guidance_interval: tuple[float, float] | None = None,
         negative_prompt: str | None = None,
         scheduler: str = "dpmpp",
         decode_chunk_size: int | None = None,
@@ -376,6 +389,7 @@ class TextToVideoPipeline(Pipeline):
         settings = self._settings(
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,
+            guidance_interval=guidance_interval,
             fps=video.fps * factor,
             precision=precision,
             first_frame=None,
@@ -453,6 +467,7 @@ class TextToVideoPipeline(Pipeline):
         settings = {
             "steps": self._count_option(given.pop("num_inference_steps"), "num_inference_steps"),
             "guidance": float(self._option(given.pop("guidance_scale"), "guidance_scale")),
+            "guidance_interval": self._guidance_interval(given.pop("guidance_interval")),
             "fps": float(given.pop("fps") or self.defaults["fps"]),
             "precision": precision,
             "autocast": self._autocast(precision),  # checked before any work
@@ -461,12 +476,25 @@ class TextToVideoPipeline(Pipeline):
         }
         return settings
 
+    def _guidance_interval(self, value: Any) -> tuple[float, float]:
+        """The checked (low, high) guidance interval (given, else the model's default)."""
+        value = self.defaults.get("guidance_interval", (0.0, 1.0)) if value is None else value
+        try:
+            low, high = (float(v) for v in value)
+        except (TypeError, ValueError) as err:
+            message = f"guidance_interval must be two numbers (low, high), got {value!r}"
+            raise ValueError(message) from err
+        if not 0.0 <= low < high <= 1.0:
+            raise ValueError(f"guidance_interval needs 0 <= low < high <= 1, got {value!r}")
+        return low, high
+
     @staticmethod
     def _metadata(settings: dict[str, Any]) -> dict[str, Any]:
         """The settings recorded in a video's metadata."""
         return {
             "steps": settings["steps"],
             "guidance_scale": settings["guidance"],
+            "guidance_interval": list(settings["guidance_interval"]),
             "scheduler": settings["scheduler"],
             "precision": settings["precision"],
             "first_frame": settings["first_frame"],
@@ -480,7 +508,8 @@ class TextToVideoPipeline(Pipeline):
         emb, mask = self.text_encoder.encode(prompts + negatives if guided else prompts)
         return dict(
             scheduler=settings["scheduler"], steps=settings["steps"],
-            guidance=settings["guidance"], emb=emb.to(self.device), mask=mask.to(self.device),
+            guidance=settings["guidance"], interval=settings["guidance_interval"],
+            emb=emb.to(self.device), mask=mask.to(self.device),
             autocast=settings["autocast"], progress=progress,
         )  # fmt: skip
 
@@ -544,6 +573,7 @@ class TextToVideoPipeline(Pipeline):
         scheduler: str,
         steps: int,
         guidance: float,
+        interval: tuple[float, float],
         emb: torch.Tensor,
         mask: torch.Tensor,
         autocast: torch.autocast,
@@ -558,13 +588,17 @@ class TextToVideoPipeline(Pipeline):
         ``context`` (B, Z, k, h, w) holds clean latents of the first k frames; or, with
         ``context_at`` (T,) bool, ``context`` is (B, Z, T, h, w) and its frames where
         ``context_at`` is True are the given ones (keyframes, for interpolation). Given frames
-        enter every step as they are, with timestep 0, and are returned unchanged.
+        enter every step as they are, with timestep 0, and are returned unchanged. Guidance
+        applies at the steps whose timestep lies in ``interval`` (fractions of the schedule);
+        ``emb`` and ``mask`` hold the prompts, then (when guided) the negative prompts.
         """
         sched = self.make_scheduler(scheduler)
         sched.set_timesteps(steps, device=self.device)
         latents = noise * sched.init_noise_sigma
         guided = guidance != 1.0
-        num_frames = noise.shape[2]
+        batch, num_frames = noise.shape[0], noise.shape[2]
+        schedule_length = int(sched.config.num_train_timesteps)
+        low, high = (bound * schedule_length for bound in interval)
         if context is not None and context_at is None:  # the first k frames
             k = context.shape[2]
             context_at = torch.arange(num_frames, device=self.device) < k
@@ -577,13 +611,17 @@ class TextToVideoPipeline(Pipeline):
                 model_in = torch.where(keep, context, model_in)
                 timestep = torch.where(context_at, 0, int(t)).to(self.device)
                 timestep = timestep.expand(model_in.shape[0], num_frames)  # (B, T)
-            if guided:
+            guide = guided and low <= int(t) <= high
+            text_emb, text_mask = (emb, mask) if guide else (emb[:batch], mask[:batch])
+            if guide:
                 model_in = torch.cat([model_in, model_in])
                 if keep is not None:
                     timestep = torch.cat([timestep, timestep])
             with autocast:
-                pred = self.unet(model_in, timestep, emb, mask, use_temporal=use_temporal).float()
-            if guided:
+                pred = self.unet(
+                    model_in, timestep, text_emb, text_mask, use_temporal=use_temporal
+                ).float()
+            if guide:
                 cond, uncond = pred.chunk(2)
                 pred = uncond + guidance * (cond - uncond)
             latents = sched.step(pred, t, latents).prev_sample

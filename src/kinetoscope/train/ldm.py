@@ -416,6 +416,10 @@ def _unet_stage(
     recipe, out, unet, scheduler, cache, bank, name: str, *, temporal: bool
 ) -> VideoUNet:
     stage = _interpolation_stage(recipe) if name == "unet_interpolation" else recipe.stage(name)
+    if name == "unet_image" and stage.extra.get("init_from"):
+        # Continue a saved image model (its spatial weights) instead of starting afresh; a
+        # checkpoint of this stage, if there is one, replaces them when it resumes.
+        unet = load_spatial_weights(unet, Path(stage.extra["init_from"]))
     if name == "unet_temporal" and stage.extra.get("init_temporal_from"):
         # (stage 6 inherits stage 5's extra keys, but continues from stage 5's weights.) A
         # checkpoint of this stage, if there is one, replaces these weights when it resumes.
