@@ -142,6 +142,28 @@ def test_a_grown_unet_starts_out_computing_what_the_trained_one_did(tmp_path):
         load_temporal_weights(other, tmp_path / "unet")
 
 
+def test_temporal_layers_can_move_to_a_continued_image_model(tmp_path):
+    """same_image_model=False: the temporal weights are copied onto other spatial ones."""
+    from kinetoscope.train.ldm import load_temporal_weights
+
+    trained = saved_trained_unet(tmp_path / "unet")
+    torch.manual_seed(1)
+    other = VideoUNet(**TINY_UNET)  # another image model, fresh temporal layers
+    spatial_before = {
+        k: v.clone()
+        for k, v in other.state_dict().items()
+        if k not in other.temporal_parameter_names()
+    }
+    with pytest.raises(ValueError, match="spatial weight"):
+        load_temporal_weights(other, tmp_path / "unet")
+    load_temporal_weights(other, tmp_path / "unet", same_image_model=False)
+    state, saved = other.state_dict(), trained.state_dict()
+    for name in other.temporal_parameter_names():
+        assert torch.equal(state[name], saved[name])
+    for name, value in spatial_before.items():
+        assert torch.equal(state[name], value)  # the image model is left as it was
+
+
 def test_vae_starts_as_image_decoder_and_alpha_mixes():
     torch.manual_seed(0)
     vae = VideoAutoencoderKL(**TINY_VAE)

@@ -280,14 +280,18 @@ def load_spatial_weights(model: torch.nn.Module, directory: Path) -> torch.nn.Mo
     return model
 
 
-def load_temporal_weights(model: VideoUNet, directory: str | Path) -> VideoUNet:
+def load_temporal_weights(
+    model: VideoUNet, directory: str | Path, *, same_image_model: bool = True
+) -> VideoUNet:
     """Start ``model``'s temporal layers from those of the trained UNet saved in ``directory``.
 
     For growing a trained model instead of retraining its temporal stage: every temporal
     weight is copied, and a per-pixel temporal convolution (k, 1, 1) saved there fills the
     centre of a wider (k, s, s) one here, the rest zero, so the model starts out computing
     exactly what the saved one did. The spatial weights must already equal the saved ones
-    (both grown from the same image model); anything else that differs is an error.
+    (both grown from the same image model); anything else that differs is an error. With
+    ``same_image_model=False`` they may differ (an image model continued after those temporal
+    layers were trained, ``unet_image``'s ``init_from``): the temporal layers then re-adapt.
     """
     from safetensors.torch import load_file
 
@@ -302,7 +306,7 @@ def load_temporal_weights(model: VideoUNet, directory: str | Path) -> VideoUNet:
         raise ValueError(f"{directory} lacks weights {missing[:5]}: not the same architecture")
     for name, value in own.items():
         if name not in temporal:
-            if not torch.equal(value, saved[name].to(value.dtype)):
+            if same_image_model and not torch.equal(value, saved[name].to(value.dtype)):
                 raise ValueError(f"{directory}: spatial weight {name} differs from this run's")
             continue
         src = saved[name].to(value.dtype)
@@ -423,7 +427,11 @@ def _unet_stage(
     if name == "unet_temporal" and stage.extra.get("init_temporal_from"):
         # (stage 6 inherits stage 5's extra keys, but continues from stage 5's weights.) A
         # checkpoint of this stage, if there is one, replaces these weights when it resumes.
-        unet = load_temporal_weights(unet, stage.extra["init_temporal_from"])
+        unet = load_temporal_weights(
+            unet,
+            stage.extra["init_temporal_from"],
+            same_image_model=bool(stage.extra.get("same_image_model", True)),
+        )
     if temporal:
         groups = _temporal_groups(train_only(unet, unet.temporal_parameters()), stage)
     else:
