@@ -26,6 +26,14 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    _add_guidance_interval(p)
+    p.add_argument("--negative-prompt", default=None, help="what the video should not show")
+    p.add_argument("--fps", type=float, default=None, help="frames per second of the output")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_guidance_interval(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--guidance-interval",
         type=float,
@@ -35,27 +43,21 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
         help="LDM models: guide only the steps whose timestep lies in [LOW, HIGH] (fractions "
         "of the noise schedule); the others cost about half (default: the model's)",
     )
-    p.add_argument("--negative-prompt", default=None, help="what the video should not show")
-    p.add_argument("--fps", type=float, default=None, help="frames per second of the output")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _sampling_kwargs(args: argparse.Namespace, pipe) -> dict:
-    if args.guidance_interval is not None and pipe.family != "ldm":
-        raise ValueError(
-            f"--guidance-interval applies to latent diffusion models; {args.model} is a "
-            f"{pipe.family} model"
-        )
-    kwargs = {
-        "num_inference_steps": args.steps,
-        "guidance_scale": args.guidance,
-        "guidance_interval": args.guidance_interval,
-        "negative_prompt": args.negative_prompt,
-        "progress": not args.quiet,
-        "fps": args.fps,
+    from kinetoscope.eval.evaluate import sampling_options
+
+    kwargs = {"negative_prompt": args.negative_prompt, "progress": not args.quiet, "fps": args.fps}
+    return {
+        **sampling_options(
+            steps=args.steps,
+            guidance=args.guidance,
+            guidance_interval=args.guidance_interval,
+            pipe=pipe,
+        ),
+        **{k: v for k, v in kwargs.items() if v is not None},
     }
-    return {k: v for k, v in kwargs.items() if v is not None}
 
 
 def _read_prompts(path: str) -> list[str]:
@@ -212,6 +214,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "out_dir": args.output,
         "steps": args.steps,
         "guidance": args.guidance,
+        "guidance_interval": args.guidance_interval,
     }
     if args.stories:
         from kinetoscope.eval.story import evaluate_story
@@ -429,6 +432,7 @@ def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="sample i uses seed + i")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--guidance", type=float, default=None)
+    _add_guidance_interval(p)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--device", default="cpu")
     p.add_argument(

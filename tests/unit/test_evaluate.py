@@ -55,3 +55,25 @@ def test_report_of_random_model(tmp_path, fake_text_encoder):
     assert variant == {k: v["accuracy"] for k, v in report["accuracy"].items()}
     again = json.loads((tmp_path / "variant" / "report.json").read_text())
     assert [s["prompt"] for s in again["samples"]] == [s["prompt"] for s in saved["samples"]]
+
+
+def test_a_guidance_interval_is_passed_on_and_recorded(tmp_path, fake_text_encoder):
+    from types import SimpleNamespace
+
+    import pytest
+
+    from helpers import tiny_ldm_pipeline
+    from kinetoscope.eval.evaluate import sampling_options
+
+    pipe = tiny_ldm_pipeline(fake_text_encoder)
+    report = evaluate(
+        pipe, world="shapes-1", samples=2, out_dir=tmp_path / "rep", guidance_interval=(0.5, 1)
+    )
+    assert report["protocol"]["guidance_interval"] == [0.5, 1.0]
+    with pytest.raises(ValueError, match="applies to latent diffusion models"):
+        sampling_options(
+            steps=None,
+            guidance=None,
+            guidance_interval=(0, 1),
+            pipe=SimpleNamespace(family="phenaki"),
+        )

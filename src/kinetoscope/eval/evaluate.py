@@ -97,17 +97,36 @@ def generate_and_judge(
     return videos, verdicts, seconds
 
 
-def sampling_options(*, steps: int | None, guidance: float | None) -> dict[str, Any]:
-    """Pipeline keyword arguments for the given sampling settings (None: the model's default)."""
-    options = {"num_inference_steps": steps, "guidance_scale": guidance}
+def sampling_options(
+    *,
+    steps: int | None,
+    guidance: float | None,
+    guidance_interval: tuple[float, float] | None = None,
+    pipe: Any = None,
+) -> dict[str, Any]:
+    """Pipeline keyword arguments for the given sampling settings (None: the model's default).
+
+    A guidance interval applies to latent diffusion models only; with ``pipe`` given, it is
+    refused for other families before any sampling."""
+    if guidance_interval is not None and pipe is not None and pipe.family != "ldm":
+        raise ValueError(
+            f"a guidance interval applies to latent diffusion models, not {pipe.family}"
+        )
+    options = {
+        "num_inference_steps": steps,
+        "guidance_scale": guidance,
+        "guidance_interval": None if guidance_interval is None else tuple(guidance_interval),
+    }
     return {k: v for k, v in options.items() if v is not None}
 
 
 def _sampling_settings(video: Any) -> dict[str, Any]:
     """Steps, guidance, frames and resolution a generated Video was sampled with."""
+    interval = video.metadata.get("guidance_interval")  # LDM models only
     return {
         "steps": video.metadata.get("steps"),
         "guidance_scale": video.metadata.get("guidance_scale"),
+        **({} if interval is None else {"guidance_interval": interval}),
         "num_frames": video.num_frames,
         "resolution": [video.height, video.width],
     }
@@ -137,6 +156,7 @@ def evaluate(
     out_dir: str | Path = "report",
     steps: int | None = None,
     guidance: float | None = None,
+    guidance_interval: tuple[float, float] | None = None,
     batch_size: int = 4,
     device: str = "cpu",
 ) -> dict[str, Any]:
@@ -159,7 +179,9 @@ def evaluate(
     else:
         pipe, model = model, type(model).__name__
         model_hash = "in-memory"
-    sampling = sampling_options(steps=steps, guidance=guidance)
+    sampling = sampling_options(
+        steps=steps, guidance=guidance, guidance_interval=guidance_interval, pipe=pipe
+    )
     prompts = eval_prompts(world, split=split, count=samples, seed=seed)
     videos, verdicts, seconds = generate_and_judge(
         pipe, prompts, world=world, seed=seed, batch_size=batch_size, sampling=sampling

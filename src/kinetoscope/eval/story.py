@@ -124,6 +124,7 @@ def evaluate_story(
     out_dir: str | Path = "story-report",
     steps: int | None = None,
     guidance: float | None = None,
+    guidance_interval: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     """Run the story protocol (module docstring) with a story-mode model; returns the report."""
     import kinetoscope
@@ -135,7 +136,9 @@ def evaluate_story(
     judge = load_judge()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sampling = sampling_options(steps=steps, guidance=guidance)
+    sampling = sampling_options(
+        steps=steps, guidance=guidance, guidance_interval=guidance_interval, pipe=pipe
+    )
     segment_hits, identity_hits, joins, inside, seconds, rows, sheets = [], [], [], [], [], [], []
     for index, story in enumerate(story_prompts(stories, segments=segments, seed=seed)):
         began = time.perf_counter()
