@@ -154,8 +154,10 @@ def test_temporal_layers_can_move_to_a_continued_image_model(tmp_path):
         for k, v in other.state_dict().items()
         if k not in other.temporal_parameter_names()
     }
+    fresh = {k: v.clone() for k, v in other.state_dict().items()}
     with pytest.raises(ValueError, match="spatial weight"):
         load_temporal_weights(other, tmp_path / "unet")
+    assert all(torch.equal(v, fresh[k]) for k, v in other.state_dict().items())  # untouched
     load_temporal_weights(other, tmp_path / "unet", same_image_model=False)
     state, saved = other.state_dict(), trained.state_dict()
     for name in other.temporal_parameter_names():

@@ -304,23 +304,29 @@ def load_temporal_weights(
     missing = sorted(set(own) - set(saved))
     if missing:
         raise ValueError(f"{directory} lacks weights {missing[:5]}: not the same architecture")
-    for name, value in own.items():
-        if name not in temporal:
-            if same_image_model and not torch.equal(value, saved[name].to(value.dtype)):
-                raise ValueError(f"{directory}: spatial weight {name} differs from this run's")
-            continue
+    for name, value in own.items():  # check everything first: an error leaves model as it was
         src = saved[name].to(value.dtype)
-        if src.shape == value.shape:
-            value.copy_(src)
-        elif src.ndim == 5 and src.shape[:3] == value.shape[:3] and src.shape[3:] == (1, 1):
-            value.zero_()
-            value[..., value.shape[3] // 2, value.shape[4] // 2] = src[..., 0, 0]
-        else:
+        if name not in temporal:
+            if same_image_model and not torch.equal(value, src):
+                raise ValueError(f"{directory}: spatial weight {name} differs from this run's")
+        elif src.shape != value.shape and not _widens(src, value):
             raise ValueError(
                 f"{directory}: {name} has shape {tuple(src.shape)}, not {tuple(value.shape)}"
             )
+    for name in temporal:
+        value, src = own[name], saved[name].to(own[name].dtype)
+        if src.shape == value.shape:
+            value.copy_(src)
+        else:  # a per-pixel kernel fills the centre taps of a wider one
+            value.zero_()
+            value[..., value.shape[3] // 2, value.shape[4] // 2] = src[..., 0, 0]
     logger.info("temporal layers start from %s", directory)
     return model
+
+
+def _widens(src: torch.Tensor, value: torch.Tensor) -> bool:
+    """Whether ``src`` is a per-pixel (k, 1, 1) temporal kernel of the wider ``value``."""
+    return src.ndim == 5 and src.shape[:3] == value.shape[:3] and src.shape[3:] == (1, 1)
 
 
 def train_vae(recipe: LDMRecipe, out: Path) -> VideoAutoencoderKL:
