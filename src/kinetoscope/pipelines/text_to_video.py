@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
-from tqdm.auto import tqdm
 
 from kinetoscope.autoencoders.vae import VideoAutoencoderKL
 from kinetoscope.diffusion.noise import mix_frame_noise
+from kinetoscope.diffusion.sampling import denoise_latents
 from kinetoscope.diffusion.unet import VideoUNet
 from kinetoscope.pipelines.base import (
     Pipeline,
@@ -566,67 +566,7 @@ class TextToVideoPipeline(Pipeline):
             remaining -= count
         return torch.cat(new, dim=2)
 
-    def _denoise(
-        self,
-        noise: torch.Tensor,
-        *,
-        scheduler: str,
-        steps: int,
-        guidance: float,
-        interval: tuple[float, float],
-        emb: torch.Tensor,
-        mask: torch.Tensor,
-        autocast: torch.autocast,
-        progress: bool,
-        use_temporal: bool = True,
-        context: torch.Tensor | None = None,
-        context_at: torch.Tensor | None = None,
-        callback: StepCallback | None = None,
-    ) -> torch.Tensor:
-        """Guided denoising of ``noise`` (B, Z, T, h, w) -> clean latents.
-
-        ``context`` (B, Z, k, h, w) holds clean latents of the first k frames; or, with
-        ``context_at`` (T,) bool, ``context`` is (B, Z, T, h, w) and its frames where
-        ``context_at`` is True are the given ones (keyframes, for interpolation). Given frames
-        enter every step as they are, with timestep 0, and are returned unchanged. Guidance
-        applies at the steps whose timestep lies in ``interval`` (fractions of the schedule);
-        ``emb`` and ``mask`` hold the prompts, then (when guided) the negative prompts.
-        """
-        sched = self.make_scheduler(scheduler)
-        sched.set_timesteps(steps, device=self.device)
-        latents = noise * sched.init_noise_sigma
-        guided = guidance != 1.0
-        batch, num_frames = noise.shape[0], noise.shape[2]
-        schedule_length = int(sched.config.num_train_timesteps)
-        low, high = (bound * schedule_length for bound in interval)
-        if context is not None and context_at is None:  # the first k frames
-            k = context.shape[2]
-            context_at = torch.arange(num_frames, device=self.device) < k
-            context = torch.cat([context, torch.zeros_like(noise[:, :, k:])], dim=2)
-        keep = None if context_at is None else context_at.to(self.device)[None, None, :, None, None]
-        for i, t in enumerate(tqdm(sched.timesteps, disable=not progress, desc="denoising")):
-            model_in = sched.scale_model_input(latents, t)
-            timestep = t
-            if keep is not None:
-                model_in = torch.where(keep, context, model_in)
-                timestep = torch.where(context_at, 0, int(t)).to(self.device)
-                timestep = timestep.expand(model_in.shape[0], num_frames)  # (B, T)
-            guide = guided and low <= int(t) <= high
-            text_emb, text_mask = (emb, mask) if guide else (emb[:batch], mask[:batch])
-            if guide:
-                model_in = torch.cat([model_in, model_in])
-                if keep is not None:
-                    timestep = torch.cat([timestep, timestep])
-            with autocast:
-                pred = self.unet(
-                    model_in, timestep, text_emb, text_mask, use_temporal=use_temporal
-                ).float()
-            if guide:
-                cond, uncond = pred.chunk(2)
-                pred = uncond + guidance * (cond - uncond)
-            latents = sched.step(pred, t, latents).prev_sample
-            if keep is not None:  # the given frames' own updates are discarded
-                latents = torch.where(keep, context, latents)
-            if callback is not None:
-                callback(i, steps, latents)
-        return latents
+    def _denoise(self, noise: torch.Tensor, *, scheduler: str, **options: Any) -> torch.Tensor:
+        """Guided denoising of ``noise`` (B, Z, T, h, w) -> clean latents with a fresh
+        ``scheduler``; the options as in ``kinetoscope.diffusion.sampling.denoise_latents``."""
+        return denoise_latents(self.unet, self.make_scheduler(scheduler), noise, **options)
