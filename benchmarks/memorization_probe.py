@@ -11,7 +11,8 @@ below the loss on fresh ones means the temporal layers memorise clips instead of
     python benchmarks/memorization_probe.py RUN_DIR [--clips 192] [--timesteps 100 300 ...]
 
 RUN_DIR is a training run folder (recipe.json, latents.pt and pipeline/ as `kinetoscope train`
-leaves them). Prints the mean loss per timestep and world, cached against fresh, and their ratio.
+leaves them). Prints the mean loss (± its standard error over clips) per timestep and world, cached
+against fresh, and their ratio.
 """
 
 from __future__ import annotations
@@ -89,12 +90,20 @@ def main() -> None:
     a = losses(pipe, scheduler, cached, cached_words, args.timesteps, correlation, **options)
     b = losses(pipe, scheduler, fresh, fresh_words, args.timesteps, correlation, **options)
     worlds = recipe.worlds
-    print(f"{'timestep':>8} {'world':>9} {'cached':>8} {'fresh':>8} {'fresh/cached':>12}")
+    print(f"{'timestep':>8} {'world':>9} {'cached':>15} {'fresh':>15} {'fresh/cached':>12}")
     for i, step in enumerate(args.timesteps):
         for w, world in enumerate(worlds):  # clips alternate between the recipe's worlds
-            ca = a[i, w :: len(worlds)].mean().item()
-            fr = b[i, w :: len(worlds)].mean().item()
-            print(f"{step:>8} {world:>9} {ca:8.4f} {fr:8.4f} {fr / ca:12.3f}")
+            ca, fr = a[i, w :: len(worlds)], b[i, w :: len(worlds)]
+            print(
+                f"{step:>8} {world:>9} {_mean_se(ca):>15} {_mean_se(fr):>15} "
+                f"{fr.mean().item() / ca.mean().item():12.3f}"
+            )
+
+
+def _mean_se(values: torch.Tensor) -> str:
+    """'mean ± standard error' of per-clip losses."""
+    se = values.std().item() / len(values) ** 0.5
+    return f"{values.mean().item():.4f} ± {se:.4f}"
 
 
 if __name__ == "__main__":

@@ -83,6 +83,36 @@ def test_interpolation_stage_fine_tunes_only_the_trained_temporal_layers(tmp_pat
         train_ldm(tiny_recipe(unet_interpolaton={}), tmp_path / "r3")
 
 
+def test_a_separate_interpolation_model_leaves_the_generator_as_stage_5_made_it(
+    tmp_path, fake_encoder
+):
+    """separate: true trains the interpolation stage's temporal layers apart; the saved
+    pipeline generates with stage 5's UNet and interpolates with the new layers."""
+    import dataclasses
+
+    run = tmp_path / "run"
+    plain = TextToVideoPipeline.from_pretrained(train_ldm(tiny_recipe(), run))
+    recipe = tiny_recipe(unet_interpolation={"interpolation_fraction": 1.0, "separate": True})
+    recipe = dataclasses.replace(recipe, weights_dtype="float16")
+    pipe = TextToVideoPipeline.from_pretrained(train_ldm(recipe, run))
+    assert (run / "pipeline" / "interpolation" / "temporal.safetensors").is_file()
+    for (name, a), b in zip(plain.unet.named_parameters(), pipe.unet.parameters(), strict=True):
+        assert b.dtype == torch.float32
+        assert torch.equal(a.half().float(), b), name  # stage 5's generator, stored in float16
+    temporal = plain.unet.temporal_parameter_names()
+    interp = dict(pipe.interpolation_unet.named_parameters())
+    moved = {n for n, p in pipe.unet.named_parameters() if not torch.equal(p, interp[n])}
+    assert moved and moved <= temporal  # same image model, its own temporal layers
+    pipe._text_encoder = fake_encoder
+    clip = pipe("a small red circle is moving left", seed=0, progress=False).frames[0]
+    assert pipe.interpolate(clip, factor=2, seed=0, progress=False).num_frames == 9
+
+    with pytest.raises(ValueError, match="separate must be true or false"):
+        train_ldm(tiny_recipe(unet_interpolation={"separate": "yes"}), tmp_path / "r2")
+    with pytest.raises(ValueError, match="weights_dtype"):
+        dataclasses.replace(recipe, weights_dtype="int8")
+
+
 def test_a_temporal_stage_can_grow_a_trained_model(tmp_path, fake_encoder):
     """init_temporal_from: a wider level 0 starts from another run's trained temporal layers."""
     import dataclasses

@@ -138,6 +138,97 @@ def test_save_and_load_pretrained(pipe, tmp_path, fake_text_encoder):
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
 
 
+def test_float16_storage_halves_the_weights_and_loads_as_float32(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "full")
+    before = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    pipe.save_pretrained(tmp_path / "half", weights_dtype="float16")
+    for k, v in pipe.unet.state_dict().items():  # saving does not round the live pipeline
+        assert torch.equal(v, before[k]) and v.dtype == torch.float32
+    sizes = {
+        name: sum(f.stat().st_size for f in (tmp_path / name).rglob("*.safetensors"))
+        for name in ("full", "half")
+    }
+    assert 0.45 < sizes["half"] / sizes["full"] < 0.55
+    loaded = TextToVideoPipeline.from_pretrained(tmp_path / "half")
+    for k, v in loaded.unet.state_dict().items():
+        assert v.dtype == before[k].dtype and torch.equal(v, before[k].half().to(v.dtype))
+    with pytest.raises(ValueError, match="weights_dtype"):
+        pipe.save_pretrained(tmp_path / "bad", weights_dtype="int8")
+
+
+def _with_interpolation_model(pipe: TextToVideoPipeline) -> TextToVideoPipeline:
+    """``pipe`` plus a separate interpolation model: its temporal weights perturbed."""
+    state = pipe.unet.temporal_state()
+    generator = torch.Generator().manual_seed(1)
+    state = {k: v + 0.3 * torch.randn(v.shape, generator=generator) for k, v in state.items()}
+    return TextToVideoPipeline(
+        vae=pipe.vae,
+        unet=pipe.unet,
+        scheduler_config=pipe.scheduler_config,
+        text_encoder=pipe.text_encoder_name,
+        max_length=pipe.max_length,
+        defaults=pipe.defaults,
+        interpolation_temporal=state,
+    )
+
+
+def test_a_separate_interpolation_model_interpolates_and_nothing_else(
+    pipe, tmp_path, fake_text_encoder
+):
+    both = _with_interpolation_model(pipe)
+    both._text_encoder = fake_text_encoder
+    clip = pipe("a red circle", seed=0, progress=False).frames[0]
+    # generation, story and continuation keep the generator
+    assert np.array_equal(
+        both("a red circle", seed=0, progress=False).frames[0].frames, clip.frames
+    )
+    assert np.array_equal(
+        both.story(["a red circle", "a blue square"], frames_per_prompt=3, progress=False).frames,
+        pipe.story(["a red circle", "a blue square"], frames_per_prompt=3, progress=False).frames,
+    )
+    # interpolation runs on the interpolation model: as if it were the pipeline's UNet
+    alone = _with_interpolation_model(pipe)
+    alone.unet = alone.interpolation_unet
+    alone._text_encoder = fake_text_encoder
+    smooth = both.interpolate(clip, factor=2, seed=0, progress=False).frames
+    assert np.array_equal(smooth, alone.interpolate(clip, factor=2, seed=0, progress=False).frames)
+    assert not np.array_equal(
+        smooth, pipe.interpolate(clip, factor=2, seed=0, progress=False).frames
+    )
+    # only the temporal weights are saved beside the UNet, and they load back exactly
+    both.save_pretrained(tmp_path / "model")
+    extra = tmp_path / "model" / "interpolation" / "temporal.safetensors"
+    unet_file = next((tmp_path / "model" / "unet").glob("*.safetensors"))
+    assert extra.stat().st_size < unet_file.stat().st_size
+    loaded = TextToVideoPipeline.from_pretrained(tmp_path / "model")
+    for (name, a), b in zip(
+        both.interpolation_unet.named_parameters(),
+        loaded.interpolation_unet.parameters(),
+        strict=True,
+    ):
+        assert torch.equal(a, b), name
+    plain = TextToVideoPipeline.from_pretrained(pipe.save_pretrained(tmp_path / "plain"))
+    assert plain.interpolation_unet is None and not (tmp_path / "plain" / "interpolation").exists()
+
+
+def test_temporal_weights_must_fit_the_unet(pipe):
+    state = pipe.unet.temporal_state()
+    assert set(state) == pipe.unet.temporal_parameter_names()
+    spatial = next(k for k in pipe.unet.state_dict() if k not in state)
+    with pytest.raises(ValueError, match="unexpected"):
+        pipe.unet.with_temporal_state({**state, spatial: pipe.unet.state_dict()[spatial]})
+    with pytest.raises(ValueError, match="missing"):
+        pipe.unet.with_temporal_state(dict(list(state.items())[1:]))
+    name = next(k for k, v in state.items() if v.ndim > 1)
+    with pytest.raises(ValueError, match="other shapes"):
+        pipe.unet.with_temporal_state({**state, name: state[name][:1]})
+    twin = pipe.unet.with_temporal_state({k: torch.zeros_like(v) for k, v in state.items()})
+    assert twin is not pipe.unet and all(
+        bool(v.eq(0).all()) for v in twin.temporal_state().values()
+    )
+    assert all(torch.equal(v, pipe.unet.temporal_state()[k]) for k, v in state.items())
+
+
 def test_load_reports_missing_model(tmp_path):
     import kinetoscope
 

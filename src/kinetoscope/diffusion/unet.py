@@ -16,6 +16,7 @@ L text tokens, D text width, N = B*T frames seen as images.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -424,6 +425,32 @@ class VideoUNet(ModelMixin, ConfigMixin):
     def temporal_parameter_names(self) -> set[str]:
         ids = {id(p) for p in self.temporal_parameters()}
         return {name for name, p in self.named_parameters() if id(p) in ids}
+
+    def temporal_state(self) -> dict[str, torch.Tensor]:
+        """The temporal weights by name (detached copies): what a second set of temporal
+        layers on the same image model, such as a separate interpolation model, replaces."""
+        names = self.temporal_parameter_names()
+        return {k: v.detach().clone() for k, v in self.state_dict().items() if k in names}
+
+    def with_temporal_state(self, state: dict[str, torch.Tensor]) -> VideoUNet:
+        """A copy of this UNet (same spatial weights) whose temporal weights are ``state``.
+
+        ``state`` must hold exactly this UNet's temporal weights (``temporal_state`` of a UNet
+        of the same configuration); a missing, unexpected or mis-shaped one is an error.
+        """
+        names, own = self.temporal_parameter_names(), self.state_dict()
+        missing, unexpected = sorted(names - set(state)), sorted(set(state) - names)
+        if missing or unexpected:
+            raise ValueError(
+                f"temporal weights do not fit this UNet: missing {missing[:3]}, "
+                f"unexpected {unexpected[:3]}"
+            )
+        shapes = [k for k in names if tuple(state[k].shape) != tuple(own[k].shape)]
+        if shapes:
+            raise ValueError(f"temporal weights of other shapes: {sorted(shapes)[:3]}")
+        twin = copy.deepcopy(self)
+        twin.load_state_dict(state, strict=False)  # copied into twin's dtype and device
+        return twin
 
     def spatial_parameters(self) -> list[nn.Parameter]:
         """Every weight that is not a temporal one (trained in stage 1, frozen in stage 2)."""

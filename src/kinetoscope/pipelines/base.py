@@ -9,6 +9,7 @@ encoder, sampling defaults) and one ``save_pretrained`` folder per model compone
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -204,6 +205,18 @@ class AtomicDirectory:
             os.replace(self.tmp, self.target)
 
 
+STORAGE_DTYPES = {"float32": None, "float16": torch.float16}
+
+
+def storage_dtype(name: str | None) -> torch.dtype | None:
+    """The dtype weights are stored in (None: as they are, float32)."""
+    if name is None:
+        return None
+    if name not in STORAGE_DTYPES:
+        raise ValueError(f"weights_dtype must be one of {sorted(STORAGE_DTYPES)}, got {name!r}")
+    return STORAGE_DTYPES[name]
+
+
 def write_model_index(directory: Path, class_name: str, **fields: Any) -> None:
     index = {"_class_name": class_name, "kinetoscope_version": kinetoscope.__version__, **fields}
     (directory / MODEL_INDEX).write_text(json.dumps(index, indent=2))
@@ -294,15 +307,27 @@ class Pipeline(LazyTextEncoder):
         """Constructor arguments saved beside the components by ``_save_extras`` (none here)."""
         return {}
 
-    def _save_extras(self, directory: Path) -> None:
-        """Write what ``_load_extras`` reads back into ``directory`` (nothing here)."""
+    def _save_extras(self, directory: Path, dtype: torch.dtype | None) -> None:
+        """Write what ``_load_extras`` reads back into ``directory`` (nothing here); weights
+        in ``dtype`` when given."""
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write the pipeline to ``directory`` atomically; returns ``directory``."""
+    def save_pretrained(self, directory: str | Path, *, weights_dtype: str | None = None) -> Path:
+        """Write the pipeline to ``directory`` atomically; returns ``directory``.
+
+        ``weights_dtype="float16"`` stores every weight in half precision: half the size on
+        disk (the shipped models are stored so). Loading always gives float32 weights, so
+        the pipeline computes as before, with its weights rounded to float16 once.
+        """
+        dtype = storage_dtype(weights_dtype)
         with AtomicDirectory(directory) as tmp:
             for part in self.components:
-                getattr(self, part).save_pretrained(tmp / part)
-            self._save_extras(tmp)
+                module = getattr(self, part)
+                if dtype is not None:
+                    # A cast copy: the live pipeline is unchanged. (nn.Module.to: diffusers'
+                    # override warns about fp32-only modules, which these models have none of.)
+                    module = torch.nn.Module.to(copy.deepcopy(module), dtype)
+                module.save_pretrained(tmp / part)
+            self._save_extras(tmp, dtype)
             write_model_index(
                 tmp,
                 type(self).__name__,
@@ -310,6 +335,7 @@ class Pipeline(LazyTextEncoder):
                 text_encoder=self.text_encoder_name,
                 max_length=self.max_length,
                 defaults=self.defaults,
+                weights_dtype=weights_dtype or "float32",
             )
         return Path(directory)
 

@@ -44,6 +44,7 @@ SCHEDULERS = {
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 INTERPOLATION_BATCH = 8  # interpolation windows denoised together
+INTERPOLATION_WEIGHTS = Path("interpolation") / "temporal.safetensors"
 
 
 class TextToVideoPipeline(Pipeline):
@@ -56,6 +57,11 @@ class TextToVideoPipeline(Pipeline):
         text_encoder: name or local directory of the text encoder the UNet was trained with.
         max_length: text tokens per prompt.
         defaults: sampling defaults (num_frames, fps, num_inference_steps, guidance_scale, ...).
+        interpolation_temporal: optional temporal weights of a separate interpolation model
+            on the same image model (``VideoUNet.temporal_state`` of a UNet trained with
+            interpolation batches, as Video LDM trains its interpolation model apart from the
+            generator). ``interpolate`` then uses them; generation, story and continuation
+            keep ``unet``'s. Without them, ``interpolate`` uses ``unet``.
     """
 
     family = "ldm"
@@ -82,25 +88,53 @@ class TextToVideoPipeline(Pipeline):
         text_encoder: str = "all-MiniLM-L6-v2",
         max_length: int = 32,
         defaults: dict[str, Any] | None = None,
+        interpolation_temporal: dict[str, torch.Tensor] | None = None,
     ) -> None:
         super().__init__(text_encoder=text_encoder, max_length=max_length, defaults=defaults)
         self.vae = vae.eval()
         self.unet = unet.eval()
         self.scheduler_config = dict(scheduler_config)
+        self.interpolation_unet: VideoUNet | None = None
+        if interpolation_temporal is not None:
+            self.interpolation_unet = unet.with_temporal_state(interpolation_temporal).eval()
 
     # ------------------------------------------------------------------ persistence
     @classmethod
     def _load_extras(cls, directory: Path) -> dict[str, Any]:
-        """The noise schedule saved in ``scheduler/scheduler_config.json``."""
-        path = directory / "scheduler" / "scheduler_config.json"
-        return {"scheduler_config": json.loads(path.read_text())}
+        """The noise schedule saved in ``scheduler/scheduler_config.json``, and the separate
+        interpolation model's temporal weights in ``interpolation/`` if there are any."""
+        from safetensors.torch import load_file
 
-    def _save_extras(self, directory: Path) -> None:
-        """Write the noise schedule to ``scheduler/scheduler_config.json``."""
+        path = directory / "scheduler" / "scheduler_config.json"
+        extras: dict[str, Any] = {"scheduler_config": json.loads(path.read_text())}
+        weights = directory / INTERPOLATION_WEIGHTS
+        if weights.is_file():
+            extras["interpolation_temporal"] = load_file(weights)
+        return extras
+
+    def _save_extras(self, directory: Path, dtype: torch.dtype | None) -> None:
+        """Write the noise schedule to ``scheduler/scheduler_config.json``, and the separate
+        interpolation model's temporal weights (only those: it shares the rest with ``unet``)."""
+        from safetensors.torch import save_file
+
         (directory / "scheduler").mkdir()
         (directory / "scheduler" / "scheduler_config.json").write_text(
             json.dumps(self.scheduler_config, indent=2)
         )
+        if self.interpolation_unet is not None:
+            state = self.interpolation_unet.temporal_state()
+            (directory / INTERPOLATION_WEIGHTS).parent.mkdir()
+            save_file(
+                {k: (v if dtype is None else v.to(dtype)).contiguous() for k, v in state.items()},
+                directory / INTERPOLATION_WEIGHTS,
+            )
+
+    def to(self, device: str | torch.device) -> TextToVideoPipeline:
+        """Move every component, and the interpolation model if any, to ``device``."""
+        super().to(device)
+        if self.interpolation_unet is not None:
+            self.interpolation_unet.to(device)
+        return self
 
     def make_scheduler(self, name: str):
         if name not in SCHEDULERS:
@@ -370,7 +404,8 @@ class TextToVideoPipeline(Pipeline):
         ``INTERPOLATION_BATCH`` windows at a time). The prompt conditions the new frames; by default each window takes the one in
         the video's metadata (for a story, the prompt of the segment the window is in), else
         "". Needs a model trained with interpolation batches (the recipe's
-        ``unet_interpolation`` stage). Returns (N - 1) * factor + 1 frames at
+        ``unet_interpolation`` stage); with a separate interpolation model
+        (``interpolation_temporal``), its temporal layers denoise here. Returns (N - 1) * factor + 1 frames at
         ``factor`` times the input's fps. Every frame is decoded from the latents, keyframes
         included (they are the autoencoder's round trip of the input), so the temporal decoder
         sees the whole clip. Other arguments as in ``__call__``.
@@ -417,6 +452,7 @@ class TextToVideoPipeline(Pipeline):
                     context=context[part],
                     context_at=context_at,
                     callback=callback,
+                    unet=self.interpolation_unet,
                     **denoise,
                 )
             )
@@ -566,7 +602,16 @@ class TextToVideoPipeline(Pipeline):
             remaining -= count
         return torch.cat(new, dim=2)
 
-    def _denoise(self, noise: torch.Tensor, *, scheduler: str, **options: Any) -> torch.Tensor:
+    def _denoise(
+        self,
+        noise: torch.Tensor,
+        *,
+        scheduler: str,
+        unet: VideoUNet | None = None,
+        **options: Any,
+    ) -> torch.Tensor:
         """Guided denoising of ``noise`` (B, Z, T, h, w) -> clean latents with a fresh
-        ``scheduler``; the options as in ``kinetoscope.diffusion.sampling.denoise_latents``."""
-        return denoise_latents(self.unet, self.make_scheduler(scheduler), noise, **options)
+        ``scheduler`` and ``unet`` (default: the generator); the options as in
+        ``kinetoscope.diffusion.sampling.denoise_latents``."""
+        model = self.unet if unet is None else unet
+        return denoise_latents(model, self.make_scheduler(scheduler), noise, **options)

@@ -22,6 +22,7 @@ with probability ``text_dropout``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import random
@@ -522,6 +523,7 @@ def check_stages(recipe: LDMRecipe) -> None:
         raise ValueError(f"unknown stage(s) {sorted(unknown)}; an LDM recipe has {LDM_STAGES}")
     if "unet_interpolation" in recipe.stages:
         _interpolation_stage(recipe)
+        _separate_interpolation(recipe)
 
 
 def _interpolation_stage(recipe: LDMRecipe) -> StageConfig:
@@ -532,6 +534,14 @@ def _interpolation_stage(recipe: LDMRecipe) -> StageConfig:
     if noise_correlation(stage) != noise_correlation(temporal):
         raise ValueError("unet_interpolation must keep unet_temporal's noise_correlation")
     return stage
+
+
+def _separate_interpolation(recipe: LDMRecipe) -> bool:
+    """Whether the interpolation stage trains its own temporal layers (extra key ``separate``)."""
+    value = recipe.stage("unet_interpolation").extra.get("separate", False)
+    if not isinstance(value, bool):
+        raise ValueError(f"unet_interpolation's separate must be true or false, got {value!r}")
+    return value
 
 
 def train_ldm(recipe: LDMRecipe, out_dir: str | Path) -> Path:
@@ -565,10 +575,17 @@ def train_ldm(recipe: LDMRecipe, out_dir: str | Path) -> Path:
     )
     unet = load_spatial_weights(unet, image_dir)
     unet = _unet_stage(recipe, out, unet, scheduler, cache, bank, "unet_temporal", temporal=True)
+    extras: dict[str, Any] = {}
     if "unet_interpolation" in recipe.stages:
+        # separate: true trains a second set of temporal layers for interpolation (Video LDM's
+        # own interpolation model); the generator keeps stage 5's.
+        generator = copy.deepcopy(unet) if _separate_interpolation(recipe) else None
         unet = _unet_stage(
             recipe, out, unet, scheduler, cache, bank, "unet_interpolation", temporal=True
         )
+        if generator is not None:
+            extras["interpolation_temporal"] = unet.temporal_state()
+            unet = generator
     from kinetoscope.pipelines.text_to_video import TextToVideoPipeline
 
     return save_pipeline(
@@ -584,4 +601,5 @@ def train_ldm(recipe: LDMRecipe, out_dir: str | Path) -> Path:
         vae=vae,
         unet=unet,
         scheduler_config=dict(scheduler.config),
+        **extras,
     )

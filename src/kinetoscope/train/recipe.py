@@ -59,10 +59,14 @@ class Recipe:
     resolution: int = 64
     fps: float = 8.0
     text_dropout: float = 0.1
+    weights_dtype: str = "float32"  # how the trained pipeline stores its weights (or float16)
 
     def __post_init__(self) -> None:
         kept = {name: stage for name, stage in self.stages.items() if stage is not None}
         object.__setattr__(self, "stages", kept)  # frozen: set once, here
+        from kinetoscope.pipelines.base import storage_dtype
+
+        storage_dtype(self.weights_dtype)  # a bad value fails now, not after the training
 
     def stage(self, name: str) -> StageConfig:
         """The checked ``StageConfig`` of stage ``name`` (ValueError if the recipe lacks it)."""
@@ -100,10 +104,10 @@ def build_pipeline(
 def save_pipeline(
     pipeline_class: type, recipe: Recipe, out: Path, *, defaults: dict[str, Any], **parts: Any
 ) -> Path:
-    """``build_pipeline``, saved to out/pipeline; returns that path."""
-    return build_pipeline(pipeline_class, recipe, defaults=defaults, **parts).save_pretrained(
-        out / "pipeline"
-    )
+    """``build_pipeline``, saved to out/pipeline with the recipe's ``weights_dtype``; returns
+    that path."""
+    pipe = build_pipeline(pipeline_class, recipe, defaults=defaults, **parts)
+    return pipe.save_pretrained(out / "pipeline", weights_dtype=recipe.weights_dtype)
 
 
 def train_stage(
