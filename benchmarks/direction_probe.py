@@ -1,7 +1,8 @@
-"""Does a Video LDM use the motion direction of its prompt? Three probes.
+"""Does a Video LDM use the motion direction of its prompt? Four probes.
 
     python benchmarks/direction_probe.py motion REPORT.json [REPORT.json ...]
     python benchmarks/direction_probe.py failures REPORT.json [REPORT.json ...]
+    python benchmarks/direction_probe.py pairs REPORT.json [REPORT.json ...]
     python benchmarks/direction_probe.py loss UNET_DIR LATENT_CACHE SCHEDULER_CONFIG
     python benchmarks/direction_probe.py sensitivity UNET_DIR
 
@@ -11,6 +12,11 @@ move left/right/up/down, projected on the asked direction (positive = the right 
 (the first that applies): the object split or got lost, it went the wrong way, it drifted on
 the other axis, it moved too little, it turned back when asked to go one way, or it did not
 turn when asked to bounce.
+``pairs``: the objects of two-object clips, each counted once: right, found but misread (its
+motion right), moved wrongly, or lost; and of the one-way objects moved wrongly whose partner
+was asked to go one way on the other axis, how many went the partner's way instead (at least
+the judge's minimum displacement along it, more than along their own): motion bound to the
+wrong object.
 ``loss``: the stage-2 denoising loss on cached training clips moving one way, with the true
 caption and with the direction word flipped (equal losses: the direction is ignored).
 ``sensitivity``: relative change of the UNet output when only the direction word changes,
@@ -86,6 +92,80 @@ def failures(paths: list[str]) -> None:
             listed = ", ".join(f"{c} {causes[c]}" for c in CAUSES if causes[c])
             wrong = sum(causes.values())
             print(f"{path}: {kind}: {len(group) - wrong}/{len(group)} moved right; {listed}")
+
+
+UNIT = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}  # x, y
+OUTCOMES = ("right", "misread, motion right", "motion wrong", "lost")
+
+
+def object_problems(sample: dict, world: str) -> list[str]:
+    """Each expected object's part of the judge's reason ("" when it was judged right)."""
+    from kinetoscope.eval.judge import _describe_expected
+
+    reason = sample.get("reason") or ""
+    heads = [f"{_describe_expected(obj, world)}: " for obj in sample["expected"]]
+    starts = [reason.find(head) for head in heads]
+    ends = [i for i in (*starts, reason.find("persistent object(s) seen")) if i >= 0]
+    parts = []
+    for start in starts:
+        if start < 0:
+            parts.append("")
+            continue
+        after = [i for i in ends if i > start]
+        parts.append(reason[start : min(after) if after else len(reason)])
+    return parts
+
+
+def object_outcome(problems: str) -> str:
+    """One of OUTCOMES for an object's part of the reason."""
+    if not problems:
+        return "right"
+    if "seen in only" in problems or "not found" in problems:
+        return "lost"
+    return "motion wrong" if "moves " in problems else "misread, motion right"
+
+
+def partner_way(asked: str, partner: str, problems: str) -> bool | None:
+    """For a one-way object moved wrongly whose partner goes one way on the other axis:
+    did it go the partner's way (None when the question does not apply)?"""
+    from kinetoscope.eval import tracking
+
+    found = NET.search(problems)
+    if asked not in UNIT or partner not in UNIT or not found:
+        return None
+    own, other = UNIT[asked], UNIT[partner]
+    if own[0] * other[0] + own[1] * other[1] != 0:  # same axis: not separable
+        return None
+    net_y, net_x = float(found.group(1)), float(found.group(2))
+    along_own = own[0] * net_x + own[1] * net_y
+    along_other = other[0] * net_x + other[1] * net_y
+    return along_other >= tracking.MIN_DISPLACEMENT and along_other > abs(along_own)
+
+
+def pairs(paths: list[str]) -> None:
+    for path in paths:
+        report = json.loads(Path(path).read_text())
+        world = report["protocol"]["world"].split("-")[0]
+        outcomes: Counter[str] = Counter()
+        swapped = separable = 0
+        for sample in report["samples"]:
+            if len(sample["expected"]) != 2:
+                continue
+            parts = object_problems(sample, world)
+            for i, (obj, problems) in enumerate(zip(sample["expected"], parts, strict=True)):
+                outcome = object_outcome(problems)
+                outcomes[outcome] += 1
+                if outcome != "motion wrong":
+                    continue
+                took = partner_way(obj["motion"], sample["expected"][1 - i]["motion"], problems)
+                if took is not None:
+                    separable += 1
+                    swapped += took
+        listed = ", ".join(f"{o} {outcomes[o]}" for o in OUTCOMES)
+        print(
+            f"{path}: {sum(outcomes.values())} objects: {listed}; one-way objects moved wrongly "
+            f"with a perpendicular partner: {swapped}/{separable} went the partner's way"
+        )
 
 
 def motion(paths: list[str]) -> None:
@@ -181,6 +261,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="probe", required=True)
     sub.add_parser("motion").add_argument("reports", nargs="+")
     sub.add_parser("failures").add_argument("reports", nargs="+")
+    sub.add_parser("pairs").add_argument("reports", nargs="+")
     p = sub.add_parser("loss")
     p.add_argument("unet_dir")
     p.add_argument("cache")
@@ -192,6 +273,8 @@ def main() -> None:
         motion(args.reports)
     elif args.probe == "failures":
         failures(args.reports)
+    elif args.probe == "pairs":
+        pairs(args.reports)
     elif args.probe == "loss":
         loss(args.unet_dir, args.cache, args.scheduler_config)
     else:

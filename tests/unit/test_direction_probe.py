@@ -68,3 +68,37 @@ def test_failures_counts_causes_per_kind(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "one way: 1/3 moved right; split or lost 1, off axis 1" in out
     assert "bounce: 0/1 moved right; no turn 1" in out
+
+
+def _track(digit: int, positions: np.ndarray, visible: float = 1.0) -> dict:
+    """A track as the judge's observe() describes it (the digit read in every frame)."""
+    motion, measures = classify_motion(positions)
+    return {"visible": visible, "motion": motion, "measures": measures, "digit": (digit, 1.0, 16)}
+
+
+def test_pairs_sorts_two_object_clips_and_finds_motion_on_the_wrong_object(tmp_path, capsys):
+    from kinetoscope.eval.judge import _decide
+
+    probe = load_benchmark("direction_probe")
+    three_left, five_up = {"digit": 3, "motion": "left"}, {"digit": 5, "motion": "up"}
+    cases = [
+        # the 3 goes up, the way the 5 was asked to go (the 5 is right)
+        [_track(3, straight(-2.0, 0.0)), _track(5, straight(-2.0, 0.0) + [0.0, 20.0])],
+        # the 3 goes down (wrong, but not the partner's way); the 5 is read as a 6
+        [_track(3, straight(2.0, 0.0)), _track(6, straight(-2.0, 0.0) + [0.0, 20.0])],
+        # the 3 is seen in a third of the frames; the 5 is right
+        [_track(3, straight(0.0, -2.0), 0.3), _track(5, straight(-2.0, 0.0) + [0.0, 20.0])],
+    ]
+    samples = []
+    for tracks in cases:
+        verdict = _decide(tracks, [three_left, five_up], "mnist")
+        samples.append({"expected": [three_left, five_up], "reason": verdict.reason})
+    parts = probe.object_problems(samples[1], "mnist")
+    assert parts[0].startswith("digit 3 moving left: moves 'down'")
+    assert parts[1].startswith("digit 5 moving up: digit looks like 6") and "moves" not in parts[1]
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({"protocol": {"world": "mnist-2"}, "samples": samples}))
+    probe.pairs([str(path)])
+    out = capsys.readouterr().out
+    assert "6 objects: right 2, misread, motion right 1, motion wrong 2, lost 1" in out
+    assert "1/2 went the partner's way" in out
