@@ -160,6 +160,27 @@ def test_temporal_layers_can_move_to_a_continued_image_model(tmp_path):
         assert torch.equal(state[name], saved[name] if name in temporal else value)
 
 
+def test_temporal_layers_load_from_a_float16_save_of_the_same_image_model(tmp_path):
+    """A model stored with weights_dtype float16 still counts as the same image model."""
+    from kinetoscope.train.ldm import load_temporal_weights
+
+    trained = saved_trained_unet(tmp_path / "unet")
+    torch.nn.Module.to(trained, torch.float16).save_pretrained(tmp_path / "half")
+    torch.manual_seed(1)
+    grown = VideoUNet(**TINY_UNET)
+    temporal = grown.temporal_parameter_names()
+    full = VideoUNet.from_pretrained(tmp_path / "unet").state_dict()
+    grown.load_state_dict({k: v for k, v in full.items() if k not in temporal}, strict=False)
+    load_temporal_weights(grown, tmp_path / "half")
+    for name, value in grown.state_dict().items():
+        expected = full[name].half().float() if name in temporal else full[name]
+        assert torch.equal(value, expected), name
+    torch.manual_seed(2)
+    other = VideoUNet(**TINY_UNET)  # another image model: still refused
+    with pytest.raises(ValueError, match="spatial weight"):
+        load_temporal_weights(other, tmp_path / "half")
+
+
 def test_vae_starts_as_image_decoder_and_alpha_mixes():
     torch.manual_seed(0)
     vae = VideoAutoencoderKL(**TINY_VAE)

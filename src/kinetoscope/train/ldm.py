@@ -308,7 +308,9 @@ def load_temporal_weights(
     for name, value in own.items():  # check everything first: an error leaves model as it was
         src = saved[name].to(value.dtype)
         if name not in temporal:
-            if same_image_model and not torch.equal(value, src):
+            # Compared in the saved dtype: a model stored in float16 (weights_dtype) holds this
+            # run's image model rounded once.
+            if same_image_model and not torch.equal(value.to(saved[name].dtype), saved[name]):
                 raise ValueError(f"{directory}: spatial weight {name} differs from this run's")
         elif src.shape != value.shape and not _widens(src, value):
             raise ValueError(
