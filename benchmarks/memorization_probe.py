@@ -33,17 +33,11 @@ from kinetoscope.train.recipe import _world_datasets, clip_chunks
 
 def fresh_clips(recipe: LDMRecipe, vae, start: int, count: int):
     """Clips start .. start + count - 1 of the recipe's interleaved datasets, encoded."""
-    datasets = _world_datasets(recipe)
     latents, wordings = [], []
-    chunks = clip_chunks(datasets, start + count)
-    seen = 0
-    for video, words in chunks:
-        if seen + video.shape[0] > start:
-            keep = slice(max(0, start - seen), None)
-            with torch.inference_mode():
-                latents.append(vae.encode(video[keep]))
-            wordings.extend(words[keep])
-        seen += video.shape[0]
+    for video, words in clip_chunks(_world_datasets(recipe), start + count, first=start):
+        with torch.inference_mode():
+            latents.append(vae.encode(video))
+        wordings.extend(words)
     return torch.cat(latents), wordings
 
 

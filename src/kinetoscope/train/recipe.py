@@ -185,13 +185,13 @@ def clip_batches(recipe: Recipe, *, batch_size: int, seed: int) -> Iterator[torc
 
 
 def clip_chunks(
-    datasets: Sequence[Any], num_clips: int, *, chunk_size: int = 16
+    datasets: Sequence[Any], num_clips: int, *, chunk_size: int = 16, first: int = 0
 ) -> Iterator[tuple[torch.Tensor, list[list[str]]]]:
-    """The first ``num_clips`` clips of ``datasets`` taken in turn, ``chunk_size`` at a time:
-    (video (B, C, T, H, W) in [-1, 1], the caption wordings of each clip). Logs progress."""
+    """Clips ``first`` .. ``num_clips`` - 1 of ``datasets`` taken in turn, ``chunk_size`` at a
+    time: (video (B, C, T, H, W) in [-1, 1], the caption wordings of each clip). Logs progress."""
     from kinetoscope.data.worlds import caption_wordings
 
-    for start in range(0, num_clips, chunk_size):
+    for start in range(first, num_clips, chunk_size):
         idx = range(start, min(start + chunk_size, num_clips))
         clips = [datasets[i % len(datasets)][i // len(datasets)] for i in idx]
         video = _to_model_range(np.stack([c.frames for c in clips])).transpose(1, 2)
