@@ -1,7 +1,7 @@
 """Does a Video LDM's image model draw what the prompt asks? Frame 0 alone, judged.
 
     python benchmarks/image_model_probe.py RUN_DIR_OR_MODEL [--world mnist-1] [--split test]
-        [--count 100] [--guidance 4 8] [--steps 15]
+        [--count 100] [--guidance 4 8] [--steps 15] [--clauses model|on|off]
 
 Whatever the temporal layers learn, a clip can only be right if its frames show the asked
 objects, and with image-first sampling frame 0 comes from the image model alone. This script
@@ -80,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--guidance", type=float, nargs="+", default=[4.0])
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--clauses",
+        choices=["model", "on", "off"],
+        default="model",
+        help="encode prompts clause by clause (on), whole (off), or as the model was trained",
+    )
     args = parser.parse_args(argv)
 
     run = Path(args.model)
@@ -88,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         pipe = kinetoscope.load(args.model)
     pipe = image_model_only(pipe)
+    if args.clauses != "model":
+        pipe.text_clauses = args.clauses == "on"
     world = args.world.split("-")[0]
     prompts = eval_prompts(args.world, split=args.split, count=args.count, seed=args.seed)
     for guidance in args.guidance:

@@ -298,3 +298,36 @@ def test_a_decoder_stage_fine_tunes_the_decoder_and_keeps_the_latent_space(tmp_p
         assert torch.equal(value, tuned.unet.state_dict()[name]), name
     kept = VideoAutoencoderKL.from_pretrained(tuned_run / "vae-temporal")
     assert all(torch.equal(p, before[n]) for n, p in kept.named_parameters())
+
+
+def test_a_clause_recipe_trains_and_samples_on_clause_encoded_prompts(
+    tmp_path, monkeypatch, fake_text_encoder
+):
+    """text_clauses: true reaches the training's encoder and the saved pipeline's."""
+    import dataclasses
+    import json
+
+    from kinetoscope.text.clauses import ClauseTextEncoder
+
+    calls = []
+
+    def load(*args, clauses=False, **kwargs):
+        calls.append(clauses)
+        return ClauseTextEncoder(fake_text_encoder) if clauses else fake_text_encoder
+
+    monkeypatch.setattr(kinetoscope.text, "load_text_encoder", load)
+    recipe = dataclasses.replace(tiny_recipe(), text_clauses=True)
+    saved = train_ldm(recipe, tmp_path / "run")
+    assert calls == [True]
+    assert json.loads((saved / "model_index.json").read_text())["text_clauses"] is True
+    pipe = TextToVideoPipeline.from_pretrained(saved)
+    assert pipe.text_clauses and isinstance(pipe.text_encoder, ClauseTextEncoder)
+    assert calls == [True, True]
+    clip = pipe(
+        "a red circle is moving left and a blue square is moving up", seed=0, progress=False
+    )
+    assert clip.frames[0].frames.shape == (5, 32, 32, 3)
+
+    plain = train_ldm(tiny_recipe(), tmp_path / "plain")  # the default: whole prompts
+    assert "text_clauses" not in json.loads((plain / "model_index.json").read_text())
+    assert not TextToVideoPipeline.from_pretrained(plain).text_clauses

@@ -245,7 +245,9 @@ class LazyTextEncoder:
             from kinetoscope.text import load_text_encoder
 
             self._text_encoder = load_text_encoder(
-                self.text_encoder_name, max_length=self.max_length
+                self.text_encoder_name,
+                max_length=self.max_length,
+                clauses=getattr(self, "text_clauses", False),
             )
         return self._text_encoder
 
@@ -256,7 +258,8 @@ class Pipeline(LazyTextEncoder):
     A subclass sets ``family``, its sampling ``default_options``, its model ``components``
     (attribute name -> ``ModelMixin`` class; each is saved to a folder of that name) and the
     ``device_component`` whose device is the pipeline's. Its constructor takes the components
-    as keyword arguments plus ``text_encoder``, ``max_length`` and ``defaults``.
+    as keyword arguments plus ``text_encoder``, ``max_length``, ``text_clauses`` (prompts
+    encoded clause by clause, ``kinetoscope.text.clauses``) and ``defaults``.
     """
 
     family: ClassVar[str]
@@ -265,10 +268,16 @@ class Pipeline(LazyTextEncoder):
     device_component: ClassVar[str]
 
     def __init__(
-        self, *, text_encoder: str, max_length: int, defaults: dict[str, Any] | None
+        self,
+        *,
+        text_encoder: str,
+        max_length: int,
+        defaults: dict[str, Any] | None,
+        text_clauses: bool = False,
     ) -> None:
         self.text_encoder_name = text_encoder
         self.max_length = max_length
+        self.text_clauses = bool(text_clauses)
         self.defaults = {**self.default_options, **(defaults or {})}
         self._text_encoder = None
 
@@ -297,6 +306,7 @@ class Pipeline(LazyTextEncoder):
             **cls._load_extras(directory),
             text_encoder=index["text_encoder"],
             max_length=index["max_length"],
+            text_clauses=bool(index.get("text_clauses", False)),
             defaults=index.get("defaults"),
         )
         pipe.source = directory
@@ -334,6 +344,7 @@ class Pipeline(LazyTextEncoder):
                 family=self.family,
                 text_encoder=self.text_encoder_name,
                 max_length=self.max_length,
+                **({"text_clauses": True} if self.text_clauses else {}),
                 defaults=self.defaults,
                 weights_dtype=weights_dtype or "float32",
             )

@@ -147,6 +147,8 @@ class PhenakiPipeline(Pipeline):
         transformer: the text-conditioned masked token transformer.
         text_encoder: name or local directory of the text encoder the transformer was trained with.
         max_length: text tokens per prompt.
+        text_clauses: encode prompts clause by clause (``kinetoscope.text.clauses``), as the
+            model was trained.
         defaults: sampling defaults (num_frames, fps, num_inference_steps, guidance_scale,
             temperature, choice_temperature, context_frames, model_name).
     """
@@ -163,6 +165,7 @@ class PhenakiPipeline(Pipeline):
         transformer: MaskedVideoTransformer,
         text_encoder: str = "all-MiniLM-L6-v2",
         max_length: int = 32,
+        text_clauses: bool = False,
         defaults: dict[str, Any] | None = None,
     ) -> None:
         if tokenizer.num_codes != transformer.num_codes:
@@ -176,7 +179,12 @@ class PhenakiPipeline(Pipeline):
                 f"tokenizer makes a {tokenizer.grid}x{tokenizer.grid} token grid but the "
                 f"transformer expects {grid[0]}x{grid[1]}"
             )
-        super().__init__(text_encoder=text_encoder, max_length=max_length, defaults=defaults)
+        super().__init__(
+            text_encoder=text_encoder,
+            max_length=max_length,
+            defaults=defaults,
+            text_clauses=text_clauses,
+        )
         self.tokenizer = tokenizer.eval()
         self.transformer = transformer.eval()
 

@@ -56,6 +56,8 @@ class TextToVideoPipeline(Pipeline):
         scheduler_config: the training noise schedule (diffusers scheduler config dict).
         text_encoder: name or local directory of the text encoder the UNet was trained with.
         max_length: text tokens per prompt.
+        text_clauses: encode prompts clause by clause (``kinetoscope.text.clauses``), as the
+            model was trained.
         defaults: sampling defaults (num_frames, fps, num_inference_steps, guidance_scale, ...).
         interpolation_temporal: optional temporal weights of a separate interpolation model
             on the same image model (``VideoUNet.temporal_state`` of a UNet trained with
@@ -87,10 +89,16 @@ class TextToVideoPipeline(Pipeline):
         scheduler_config: dict[str, Any],
         text_encoder: str = "all-MiniLM-L6-v2",
         max_length: int = 32,
+        text_clauses: bool = False,
         defaults: dict[str, Any] | None = None,
         interpolation_temporal: dict[str, torch.Tensor] | None = None,
     ) -> None:
-        super().__init__(text_encoder=text_encoder, max_length=max_length, defaults=defaults)
+        super().__init__(
+            text_encoder=text_encoder,
+            max_length=max_length,
+            defaults=defaults,
+            text_clauses=text_clauses,
+        )
         self.vae = vae.eval()
         self.unet = unet.eval()
         self.scheduler_config = dict(scheduler_config)

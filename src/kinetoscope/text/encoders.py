@@ -293,6 +293,7 @@ def load_text_encoder(
     max_length: int = 32,
     cache_dir: str | Path | None = None,
     device: str | torch.device = "cpu",
+    clauses: bool = False,
 ) -> TextEncoder:
     """A text encoder by name or directory, shared process-wide.
 
@@ -302,8 +303,11 @@ def load_text_encoder(
         cache_dir: keep embeddings on disk there (see ``CachedTextEncoder``); None keeps them
             in memory only.
         device: where the model runs.
+        clauses: encode each clause of a prompt on its own and pack the tokens
+            (``kinetoscope.text.clauses``); the models trained so get prompts this way.
     """
     from kinetoscope.text.cache import CachedTextEncoder
+    from kinetoscope.text.clauses import ClauseTextEncoder
 
     path, name = _resolve(name_or_path)
     key = (str(path), name, max_length, str(torch.device(device)))
@@ -315,7 +319,12 @@ def load_text_encoder(
             _WRAPPERS[(*key, cache_key)] = CachedTextEncoder(
                 _ENCODERS[key], cache_key, disk=cache_key is not None
             )
-        return _WRAPPERS[(*key, cache_key)]
+        wrapper = _WRAPPERS[(*key, cache_key)]
+        if not clauses:
+            return wrapper
+        if (*key, cache_key, "clauses") not in _WRAPPERS:
+            _WRAPPERS[(*key, cache_key, "clauses")] = ClauseTextEncoder(wrapper)
+        return _WRAPPERS[(*key, cache_key, "clauses")]
 
 
 def encoder_status() -> dict[str, Any]:

@@ -559,7 +559,10 @@ def train_ldm(recipe: LDMRecipe, out_dir: str | Path) -> Path:
     from kinetoscope.text import load_text_encoder
 
     encoder = load_text_encoder(
-        recipe.text_encoder, max_length=recipe.max_length, cache_dir=out / "text-cache"
+        recipe.text_encoder,
+        max_length=recipe.max_length,
+        cache_dir=out / "text-cache",
+        clauses=recipe.text_clauses,
     )
     bank = CaptionBank(encoder)
     scheduler = DDPMScheduler(**recipe.scheduler)

@@ -536,7 +536,10 @@ def train_phenaki(recipe: PhenakiRecipe, out_dir: str | Path) -> Path:
             logger.info("tokenizer on %s (test split): %s", world, row)
     cache = load_token_cache(recipe, out, tokenizer)
     encoder = load_text_encoder(
-        recipe.text_encoder, max_length=recipe.max_length, cache_dir=out / "text-cache"
+        recipe.text_encoder,
+        max_length=recipe.max_length,
+        cache_dir=out / "text-cache",
+        clauses=recipe.text_clauses,
     )
     transformer = train_transformer(recipe, out, tokenizer, cache, encoder)
     return save_pipeline(

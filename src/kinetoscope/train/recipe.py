@@ -55,6 +55,7 @@ class Recipe:
     seed: int = 0
     text_encoder: str = "all-MiniLM-L6-v2"
     max_length: int = 32
+    text_clauses: bool = False  # encode each clause of a caption alone (kinetoscope.text.clauses)
     num_frames: int = 16
     resolution: int = 64
     fps: float = 8.0
@@ -97,6 +98,7 @@ def build_pipeline(
         **parts,
         text_encoder=recipe.text_encoder,
         max_length=recipe.max_length,
+        text_clauses=recipe.text_clauses,
         defaults={**defaults, "model_name": recipe.name, **recipe.sampling},
     )
 
