@@ -256,13 +256,15 @@ def test_interpolation_rejects_bad_arguments(fake_text_encoder, kwargs, message)
 
 
 def test_interpolation_windows_in_batches_match_one_batch(fake_text_encoder, monkeypatch):
-    import kinetoscope.pipelines.text_to_video as t2v
+    import kinetoscope.pipelines.interpolation as interpolation_module
     from helpers import tiny_ldm_pipeline
 
     pipe = tiny_ldm_pipeline(fake_text_encoder, conv_out_std=0.2)
     video = Video(torch.rand(6, 16, 16, 3).mul(255).to(torch.uint8).numpy(), fps=4.0)
     whole = pipe.interpolate(video, factor=3, prompt="a red circle", seed=1, progress=False)
-    monkeypatch.setattr(t2v, "INTERPOLATION_BATCH", 2)  # 5 windows: batches of 2, 2 and 1
+    monkeypatch.setattr(
+        interpolation_module, "INTERPOLATION_BATCH", 2
+    )  # 5 windows: batches of 2, 2 and 1
     parts = pipe.interpolate(video, factor=3, prompt="a red circle", seed=1, progress=False)
     assert whole.num_frames == parts.num_frames == 16
     assert abs(whole.frames.astype(int) - parts.frames.astype(int)).max() <= 1

@@ -31,7 +31,7 @@ from kinetoscope.pipelines.base import (
     segment_generator,
     story_prompts,
 )
-from kinetoscope.pipelines.interpolation import WindowPlan
+from kinetoscope.pipelines.interpolation import InterpolationMixin
 from kinetoscope.video import Video, videos_from_tensor
 
 logger = logging.getLogger(__name__)
@@ -43,11 +43,10 @@ SCHEDULERS = {
 }
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-INTERPOLATION_BATCH = 8  # interpolation windows denoised together
 INTERPOLATION_WEIGHTS = Path("interpolation") / "temporal.safetensors"
 
 
-class TextToVideoPipeline(Pipeline):
+class TextToVideoPipeline(InterpolationMixin, Pipeline):
     """Video LDM pipeline in the diffusers call convention.
 
     Args:
@@ -383,105 +382,6 @@ class TextToVideoPipeline(Pipeline):
             resized_from=[video.height, video.width] if resized else None,
         )
         return out
-
-    @torch.inference_mode()
-    def interpolate(
-        self,
-        video: Video,
-        *,
-        factor: int = 2,
-        prompt: str | None = None,
-        seed: int | None = None,
-        generator: torch.Generator | None = None,
-        num_inference_steps: int | None = None,
-        guidance_scale: float | None = None,
-        guidance_interval: tuple[float, float] | None = None,
-        negative_prompt: str | None = None,
-        scheduler: str = "dpmpp",
-        decode_chunk_size: int | None = None,
-        callback: StepCallback | None = None,
-        progress: bool = True,
-        precision: str | None = None,
-    ) -> Video:
-        """``video`` at ``factor`` times its frame rate (Video LDM's temporal interpolation).
-
-        The N input frames (centre-cropped and resized to the model's resolution when needed)
-        are encoded and become keyframes, every ``factor``-th latent of the output; the
-        ``factor - 1`` latents between each two are denoised given them, at timestep 0, in
-        windows of at most the model's length that start and end on a keyframe (sampled together,
-        ``INTERPOLATION_BATCH`` windows at a time). The prompt conditions the new frames; by default each window takes the one in
-        the video's metadata (for a story, the prompt of the segment the window is in), else
-        "". Needs a model trained with interpolation batches (the recipe's
-        ``unet_interpolation`` stage); with a separate interpolation model
-        (``interpolation_temporal``), its temporal layers denoise here. Returns (N - 1) * factor + 1 frames at
-        ``factor`` times the input's fps. Every frame is decoded from the latents, keyframes
-        included (they are the autoencoder's round trip of the input), so the temporal decoder
-        sees the whole clip. Other arguments as in ``__call__``.
-        """
-        if not isinstance(video, Video) or video.num_frames < 2:
-            raise ValueError("interpolate needs a Video of at least 2 frames")
-        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
-            raise ValueError(f"factor must be an integer >= 2, got {factor!r}")
-        if factor >= self.window:
-            raise ValueError(
-                f"factor {factor} leaves no room for two keyframes in the model's "
-                f"{self.window}-frame window; use at most {self.window - 1}"
-            )
-        if prompt is not None and not isinstance(prompt, str):
-            raise ValueError(f"prompt must be a string, got {type(prompt).__name__}")
-        settings = self._settings(
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-            guidance_interval=guidance_interval,
-            fps=video.fps * factor,
-            precision=precision,
-            first_frame=None,
-            scheduler=scheduler,
-        )
-        fitted, resized = fit_video(video, self.defaults.get("resolution", 64))
-        keys = self.vae.encode(fitted.to_tensor()[None].to(self.device))  # (1, Z, N, h, w)
-        plan = WindowPlan.over(video.num_frames, factor=factor, window=self.window)
-        context, context_at = plan.context(keys), plan.keyframe_mask(self.device)
-        generators, seeds = sample_generators(
-            len(plan.starts), seed=seed, generator=generator, device=self.device
-        )
-        prompts, negatives = normalize_prompts(
-            plan.prompts(video, prompt), negative_prompt, allow_empty=True
-        )
-        if not any(prompts + negatives):  # no text: guidance would change nothing
-            settings["guidance"] = 1.0
-        noise, parts = self._noise(plan.length, generators), []
-        for i in range(0, len(plan.starts), INTERPOLATION_BATCH):  # bounded memory for long videos
-            part = slice(i, i + INTERPOLATION_BATCH)
-            denoise = self._denoise_options(settings, prompts[part], negatives[part], progress)
-            parts.append(
-                self._denoise(
-                    noise[part],
-                    context=context[part],
-                    context_at=context_at,
-                    callback=callback,
-                    unet=self.interpolation_unet,
-                    **denoise,
-                )
-            )
-        out = plan.assemble(keys, torch.cat(parts))
-        chunk = decode_chunk_size or self.window
-        decoded = self.vae.decode_chunked(out, chunk_size=chunk).clamp(-1.0, 1.0)
-        (result,) = videos_from_tensor(decoded)
-        settings["first_frame"] = "keyframes"
-        self._stamp(
-            [result],
-            [prompt if prompt is not None else video.metadata.get("prompt", "")],
-            negatives[:1],
-            seeds[:1],
-            fps=settings["fps"],
-            **self._metadata(settings),
-            num_frames=result.num_frames,
-            interpolation_factor=factor,
-            interpolated_from={"num_frames": video.num_frames, "fps": video.fps},
-            resized_from=[video.height, video.width] if resized else None,
-        )
-        return result
 
     # ------------------------------------------------------------------ sampling steps
     @property
