@@ -138,6 +138,10 @@ def test_save_and_load_pretrained(pipe, tmp_path, fake_text_encoder):
     assert np.array_equal(a, b)
     pipe.save_pretrained(tmp_path / "model")  # overwriting is atomic too
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert not loaded.text_clauses
+    pipe.text_clauses = True  # a model trained on clause-wise prompts keeps encoding them so
+    pipe.save_pretrained(tmp_path / "model")
+    assert kinetoscope.load(tmp_path / "model").text_clauses
 
 
 def test_story_is_continuous_and_freezes_reencoded_context(pipe):
