@@ -238,6 +238,7 @@ class LazyTextEncoder:
     """Mixin: ``text_encoder`` loads ``text_encoder_name`` on first use and keeps it."""
 
     _text_encoder = None
+    text_clauses = False  # encode prompts clause by clause (kinetoscope.text.clauses)
 
     @property
     def text_encoder(self):
@@ -247,7 +248,7 @@ class LazyTextEncoder:
             self._text_encoder = load_text_encoder(
                 self.text_encoder_name,
                 max_length=self.max_length,
-                clauses=getattr(self, "text_clauses", False),
+                clauses=self.text_clauses,
             )
         return self._text_encoder
 
