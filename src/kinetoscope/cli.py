@@ -13,6 +13,8 @@ from pathlib import Path
 
 DEFAULT_MODEL = "ldm-mnist"
 WORLDS_HELP = "mnist-1, mnist-2, shapes-1 or shapes-2"
+# kinetoscope.pipelines.text_to_video.PRECISION_CHOICES, spelled out to keep the CLI's start light
+PRECISION_CHOICES = ("auto", "float32", "bfloat16")
 
 
 def _add_sampling_options(p: argparse.ArgumentParser) -> None:
@@ -26,14 +28,14 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
-    _add_guidance_interval(p)
+    _add_ldm_sampling(p)
     p.add_argument("--negative-prompt", default=None, help="what the video should not show")
     p.add_argument("--fps", type=float, default=None, help="frames per second of the output")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _add_guidance_interval(p: argparse.ArgumentParser) -> None:
+def _add_ldm_sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--guidance-interval",
         type=float,
@@ -42,6 +44,13 @@ def _add_guidance_interval(p: argparse.ArgumentParser) -> None:
         default=None,
         help="LDM models: guide only the steps whose timestep lies in [LOW, HIGH] (fractions "
         "of the noise schedule); the others cost about half (default: the model's)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=PRECISION_CHOICES,
+        default=None,
+        help="LDM models: the denoiser's precision; auto = bfloat16 where the device has "
+        "native bf16 (AMX, AVX512-BF16, recent GPUs), else float32 (default: the model's)",
     )
 
 
@@ -54,6 +63,7 @@ def _sampling_kwargs(args: argparse.Namespace, pipe) -> dict:
             steps=args.steps,
             guidance=args.guidance,
             guidance_interval=args.guidance_interval,
+            precision=args.precision,
             pipe=pipe,
         ),
         **{k: v for k, v in kwargs.items() if v is not None},
@@ -215,6 +225,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "steps": args.steps,
         "guidance": args.guidance,
         "guidance_interval": args.guidance_interval,
+        "precision": args.precision,
     }
     if args.stories:
         from kinetoscope.eval.story import evaluate_story
@@ -432,7 +443,7 @@ def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="sample i uses seed + i")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--guidance", type=float, default=None)
-    _add_guidance_interval(p)
+    _add_ldm_sampling(p)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--device", default="cpu")
     p.add_argument(

@@ -147,6 +147,16 @@ def test_continue_and_story_write_whole_videos(tmp_path, monkeypatch, fake_text_
     told = Video.read(tmp_path / "story")
     assert told.num_frames == 6 and told.metadata["context_frames"] == 1
     assert told.metadata["guidance_interval"] == [0.5, 1.0]
+    args = ["generate", "a red circle", "--num-frames", "3", "--precision", "bfloat16"]
+    assert main([*args, "-o", str(tmp_path / "bf16"), "--quiet"]) == 0
+    assert Video.read(tmp_path / "bf16").metadata["precision"] == "bfloat16"
+
+
+def test_cli_precision_choices_are_the_pipelines():
+    from kinetoscope.cli import PRECISION_CHOICES
+    from kinetoscope.pipelines.text_to_video import PRECISION_CHOICES as PIPELINE_CHOICES
+
+    assert PRECISION_CHOICES == PIPELINE_CHOICES
 
 
 def test_guidance_interval_is_refused_for_a_phenaki_model(monkeypatch, capsys):

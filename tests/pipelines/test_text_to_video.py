@@ -248,6 +248,23 @@ def test_bfloat16_precision_stays_close_to_float32_and_is_recorded(pipe):
         pipe(prompt, progress=False, precision="float8")
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bfloat16_only_where_the_device_has_it(pipe, monkeypatch, native):
+    import torch
+
+    from kinetoscope.pipelines import text_to_video
+    from kinetoscope.pipelines.text_to_video import resolve_precision
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    expected = "bfloat16" if native else "float32"
+    assert resolve_precision("auto", torch.device("cpu")) == expected
+    assert resolve_precision("float32", torch.device("cpu")) == "float32"  # as asked
+    video = pipe("a red circle", seed=0, progress=False, precision="auto").frames[0]
+    assert video.metadata["precision"] == expected  # the precision it ran in, not "auto"
+    assert not text_to_video.native_bfloat16(torch.device("meta"))
+
+
 @pytest.mark.parametrize("scheduler", ["dpmpp", "euler"])
 def test_image_first_frame_is_the_image_models_frame_and_stays_fixed(pipe, scheduler):
     """first_frame="image": frame 0 comes from the image model alone, then every step of the

@@ -109,9 +109,11 @@ def test_format_table_lists_every_system(pipe):
         {"name": "tiny", "params": bench.pipeline_parameter_counts(pipe), **result},
         {"name": "other", **result},
     ]
+    rows[0]["precision"] = "bfloat16"
     table = bench_report.format_table(rows).splitlines()
     assert len(table) == 4 and table[2].startswith("tiny") and table[3].startswith("other")
     assert f"{bench.count_parameters(pipe.unet):,d}" in table[2]
+    assert table[2].endswith("bfloat16") and table[3].endswith(" -")
 
 
 def test_match_widths_finds_the_closest_count():
@@ -173,6 +175,28 @@ def test_run_system_measures_a_peer_in_process():
         result["name"] == bench.PEER and result["params"]["unet"] == result["match"]["unet_params"]
     )
     assert result["steps"] == 2 and result["seconds_per_clip"] > 0
+    assert result["match"]["precision"] == "float32"
+
+
+def test_a_bfloat16_peer_runs_its_unet_under_autocast(pipe):
+    """A model whose denoiser runs in bf16 is compared with a peer whose UNet does too."""
+    kwargs = dict(
+        num_frames=2, resolution=16, text_dim=16, steps=2, max_length=8, unet_config=TINY_UNET,
+        vae_channels=(8, 16),
+    )  # fmt: skip
+    target = bench.count_parameters(pipe.unet)
+    full = bench.build_diffusers_peer(target, **kwargs)
+    half = bench.build_diffusers_peer(target, precision="bfloat16", **kwargs)
+    assert half.match["precision"] == "bfloat16"
+    sample = torch.randn(1, 4, 2, 8, 8)
+    states = torch.randn(1, 8, 16)
+    with torch.inference_mode():
+        ref = full.unet(sample, 500, encoder_hidden_states=states, return_dict=False)[0]
+        out = half.unet(sample, 500, encoder_hidden_states=states, return_dict=False)[0]
+        dict_out = half.unet(sample, 500, encoder_hidden_states=states).sample
+    assert out.dtype == dict_out.dtype == torch.float32  # cast back for the scheduler
+    assert torch.equal(out, dict_out)
+    assert 0 < (out - ref).abs().max() < 0.1 * ref.abs().max()  # same weights, bf16 rounding
 
 
 def test_bench_models_needs_names():

@@ -70,10 +70,13 @@ def test_a_guidance_interval_is_passed_on_and_recorded(tmp_path, fake_text_encod
         pipe, world="shapes-1", samples=2, out_dir=tmp_path / "rep", guidance_interval=(0.5, 1)
     )
     assert report["protocol"]["guidance_interval"] == [0.5, 1.0]
-    with pytest.raises(ValueError, match="applies to latent diffusion models"):
-        sampling_options(
-            steps=None,
-            guidance=None,
-            guidance_interval=(0, 1),
-            pipe=SimpleNamespace(family="phenaki"),
-        )
+    assert report["protocol"]["precision"] == "float32"  # the tiny pipeline's default
+    report = evaluate(
+        pipe, world="shapes-1", samples=1, out_dir=tmp_path / "bf16", precision="bfloat16"
+    )
+    assert report["protocol"]["precision"] == "bfloat16"
+    for option in ({"guidance_interval": (0, 1)}, {"precision": "bfloat16"}):
+        with pytest.raises(ValueError, match="applies to latent diffusion models"):
+            sampling_options(
+                steps=None, guidance=None, pipe=SimpleNamespace(family="phenaki"), **option
+            )

@@ -334,6 +334,7 @@ def _kinetoscope_match(pipe: Any) -> dict[str, Any]:
 
 def run_system(spec: dict[str, Any]) -> dict[str, Any]:
     """Build one system from ``spec`` and measure it in this process (the subprocess side)."""
+    from kinetoscope.pipelines.text_to_video import resolve_precision
     from kinetoscope.text import load_text_encoder
 
     torch.set_num_threads(int(spec.get("threads", 1)))
@@ -345,7 +346,12 @@ def run_system(spec: dict[str, Any]) -> dict[str, Any]:
                 spec["text_encoder"], max_length=spec["match"]["max_length"]
             )
         settings = {k: spec[k] for k in ("num_frames", "steps", "guidance_scale")}
-        pipe = build_diffusers_peer(**spec["match"], **settings, text_encoder=text_encoder)
+        pipe = build_diffusers_peer(
+            **spec["match"],
+            **settings,
+            text_encoder=text_encoder,
+            precision=spec.get("precision", "float32"),
+        )
         extra = {"match": pipe.match}
     elif spec["system"] == "phenaki-peer":
         from kinetoscope.eval.bench_phenaki_peer import build_phenaki_peer_system
@@ -357,6 +363,9 @@ def run_system(spec: dict[str, Any]) -> dict[str, Any]:
         if hasattr(pipe, "unet") and hasattr(pipe, "scheduler_config"):
             extra["match"] = _kinetoscope_match(pipe)
             extra["text_encoder"] = pipe.text_encoder_name
+            extra["precision"] = resolve_precision(
+                pipe.defaults.get("precision", "float32"), pipe.device
+            )  # what its denoiser runs in by default; the peer runs the same
     load_seconds = time.perf_counter() - started
     defaults, guidance = getattr(pipe, "defaults", {}), spec.get("guidance_scale")
     result = measure_generation(
@@ -424,7 +433,8 @@ def bench_models(
             weights: same sizes, hence the same speed, as the trained model).
         num_frames, steps, guidance_scale: None = each model's defaults; a peer copies the
             settings its kinetoscope model ran with.
-        peer: after every LDM model, measure diffusers' TextToVideoSDPipeline at matched size.
+        peer: after every LDM model, measure diffusers' TextToVideoSDPipeline at matched size
+            (its UNet in the precision the model's denoiser runs in by default).
         peer_text_encoder: the peer encodes prompts with the model's text encoder inside the
             timed call (False: fixed random text states, no encoder).
     Returns:
@@ -451,6 +461,7 @@ def bench_models(
             "name": f"{PEER} ({ours['name']})",
             "match": ours["match"],
             "text_encoder": ours["text_encoder"] if peer_text_encoder else None,
+            "precision": ours.get("precision", "float32"),
             **{k: ours[k] for k in settings},
             **common,
         }

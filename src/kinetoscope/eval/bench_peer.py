@@ -190,6 +190,21 @@ def _peer_pipeline(unet: nn.Module, vae: nn.Module, scheduler_config: dict[str, 
     )
 
 
+def _autocast_forward(forward: Callable[..., Any], dtype: torch.dtype) -> Callable[..., Any]:
+    """``forward`` of a diffusers UNet run under CPU/GPU autocast, its sample back in float32."""
+
+    @functools.wraps(forward)
+    def run(sample: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        with torch.autocast(sample.device.type, dtype=dtype):
+            out = forward(sample, *args, **kwargs)
+        if isinstance(out, tuple):  # return_dict=False, as the pipeline calls it
+            return tuple(o.float() for o in out)
+        out.sample = out.sample.float()
+        return out
+
+    return run
+
+
 def build_diffusers_peer(
     param_count: int,
     *,
@@ -205,6 +220,7 @@ def build_diffusers_peer(
     scheduler_config: dict[str, Any] | None = None,
     text_encoder: Any = None,
     seed: int = 0,
+    precision: str = "float32",
 ) -> DiffusersPeer:
     """diffusers' TextToVideoSDPipeline from random components sized like a kinetoscope LDM.
 
@@ -218,6 +234,8 @@ def build_diffusers_peer(
         num_frames, resolution, steps, guidance_scale: the call defaults.
         text_dim, max_length: shape of the text states; text_encoder: encodes prompts in the call.
         scheduler_config: DPM-Solver++ from this schedule (default: the shipped LDM's).
+        precision: "bfloat16" runs the UNet under bf16 autocast, as a kinetoscope model
+            sampling in that precision runs its denoiser (the decoder stays float32).
     """
     shape = {**SHIPPED_UNET, **(unet_config or {})}
     downscale = 2 ** (len(vae_channels) - 1)
@@ -243,6 +261,8 @@ def build_diffusers_peer(
         )
     torch.manual_seed(seed)
     unet, vae = unet_of(unet_widths).eval(), vae_of(vae_widths).eval()
+    if precision != "float32":
+        unet.forward = _autocast_forward(unet.forward, getattr(torch, precision))
     pipeline = _peer_pipeline(unet, vae, scheduler_config)
     match = {
         "target_unet_params": param_count,
@@ -252,6 +272,7 @@ def build_diffusers_peer(
         "target_vae_params": vae_param_count,
         "vae_params": count_parameters(vae),
         "vae_widths": list(vae_widths),
+        "precision": precision,
     }
     defaults = {
         "num_frames": num_frames,

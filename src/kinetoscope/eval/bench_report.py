@@ -62,11 +62,17 @@ def format_summary(summaries: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _precision(result: dict[str, Any]) -> str:
+    """The precision a system's denoiser ran in ("-" where there is none to report)."""
+    precision = result.get("precision") or result.get("match", {}).get("precision")
+    return precision or "-"
+
+
 def format_table(results: Sequence[dict[str, Any]]) -> str:
     """A fixed-width text table: time per step and per clip, breakdown, memory, parameters."""
     header = (
         f"{'system':34s} {'s/step':>7s} {'s/clip':>7s} {'text+':>6s} {'decode':>6s} "
-        f"{'peakMB':>7s} {'UNet':>9s} {'AE':>8s}"
+        f"{'peakMB':>7s} {'UNet':>9s} {'AE':>8s} {'UNet in':>8s}"
     )
     rows = [header, "-" * len(header)]
     for r in results:
@@ -74,7 +80,8 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
         rows.append(
             f"{r['name'][:34]:34s} {r['seconds_per_step']:7.3f} {r['seconds_per_clip']:7.2f} "
             f"{r['before_denoise_seconds']:6.2f} {r['after_denoise_seconds']:6.2f} "
-            f"{r['peak_rss_mb']:7.0f} {params.get('unet', 0):9,d} {params.get('vae', 0):8,d}"
+            f"{r['peak_rss_mb']:7.0f} {params.get('unet', 0):9,d} {params.get('vae', 0):8,d} "
+            f"{_precision(r):>8s}"
         )
     return "\n".join(rows)
 

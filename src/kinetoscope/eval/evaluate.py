@@ -102,31 +102,37 @@ def sampling_options(
     steps: int | None,
     guidance: float | None,
     guidance_interval: tuple[float, float] | None = None,
+    precision: str | None = None,
     pipe: Any = None,
 ) -> dict[str, Any]:
     """Pipeline keyword arguments for the given sampling settings (None: the model's default).
 
-    A guidance interval applies to latent diffusion models only; with ``pipe`` given, it is
-    refused for other families before any sampling."""
-    if guidance_interval is not None and pipe is not None and pipe.family != "ldm":
-        raise ValueError(
-            f"a guidance interval applies to latent diffusion models, not {pipe.family}"
-        )
+    A guidance interval and a precision apply to latent diffusion models only; with ``pipe``
+    given, they are refused for other families before any sampling."""
+    if pipe is not None and pipe.family != "ldm":
+        for name, value in (("a guidance interval", guidance_interval), ("precision", precision)):
+            if value is not None:
+                raise ValueError(f"{name} applies to latent diffusion models, not {pipe.family}")
     options = {
         "num_inference_steps": steps,
         "guidance_scale": guidance,
         "guidance_interval": None if guidance_interval is None else tuple(guidance_interval),
+        "precision": precision,
     }
     return {k: v for k, v in options.items() if v is not None}
 
 
 def _sampling_settings(video: Any) -> dict[str, Any]:
     """Steps, guidance, frames and resolution a generated Video was sampled with."""
-    interval = video.metadata.get("guidance_interval")  # LDM models only
+    ldm_only = {  # absent from other families' metadata
+        key: video.metadata[key]
+        for key in ("guidance_interval", "precision")
+        if key in video.metadata
+    }
     return {
         "steps": video.metadata.get("steps"),
         "guidance_scale": video.metadata.get("guidance_scale"),
-        **({} if interval is None else {"guidance_interval": interval}),
+        **ldm_only,
         "num_frames": video.num_frames,
         "resolution": [video.height, video.width],
     }
@@ -157,6 +163,7 @@ def evaluate(
     steps: int | None = None,
     guidance: float | None = None,
     guidance_interval: tuple[float, float] | None = None,
+    precision: str | None = None,
     batch_size: int = 4,
     device: str = "cpu",
 ) -> dict[str, Any]:
@@ -180,7 +187,11 @@ def evaluate(
         pipe, model = model, type(model).__name__
         model_hash = "in-memory"
     sampling = sampling_options(
-        steps=steps, guidance=guidance, guidance_interval=guidance_interval, pipe=pipe
+        steps=steps,
+        guidance=guidance,
+        guidance_interval=guidance_interval,
+        precision=precision,
+        pipe=pipe,
     )
     prompts = eval_prompts(world, split=split, count=samples, seed=seed)
     videos, verdicts, seconds = generate_and_judge(

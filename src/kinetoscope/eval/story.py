@@ -125,6 +125,7 @@ def evaluate_story(
     steps: int | None = None,
     guidance: float | None = None,
     guidance_interval: tuple[float, float] | None = None,
+    precision: str | None = None,
 ) -> dict[str, Any]:
     """Run the story protocol (module docstring) with a story-mode model; returns the report."""
     import kinetoscope
@@ -137,7 +138,11 @@ def evaluate_story(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sampling = sampling_options(
-        steps=steps, guidance=guidance, guidance_interval=guidance_interval, pipe=pipe
+        steps=steps,
+        guidance=guidance,
+        guidance_interval=guidance_interval,
+        precision=precision,
+        pipe=pipe,
     )
     segment_hits, identity_hits, joins, inside, seconds, rows, sheets = [], [], [], [], [], [], []
     for index, story in enumerate(story_prompts(stories, segments=segments, seed=seed)):
