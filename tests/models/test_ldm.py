@@ -266,6 +266,27 @@ def test_gradients_reach_every_parameter():
     assert not missing, missing
 
 
+def test_a_stage_of_zero_steps_leaves_no_checkpoint(tmp_path):
+    """``steps: 0`` trains nothing and must leave nothing to resume: a later run in a copy of
+    the folder would otherwise resume that untouched state over its own ``init_*_from``."""
+    from kinetoscope.train.loop import train_loop
+
+    unet = VideoUNet(**TINY_UNET)
+    emb, mask = text(1)
+    options = dict(
+        model=unet,
+        loss_fn=lambda model, batch: (model(*batch).square().mean(), {}),
+        batches=iter(lambda: (torch.randn(1, 4, 2, 8, 8), torch.tensor([5]), emb, mask), None),
+        lr=1e-3,
+        out_dir=tmp_path,
+        warmup_steps=1,
+    )
+    assert train_loop(steps=0, **options).step == 0
+    assert not (tmp_path / "checkpoint.pt").exists()
+    assert train_loop(steps=1, **options).step == 1
+    assert (tmp_path / "checkpoint.pt").exists()
+
+
 def test_stage_two_changes_no_spatial_weight(tmp_path):
     """Stage 2 of the recipe (temporal layers only) leaves every spatial weight bit-identical."""
     from kinetoscope.train.loop import train_loop

@@ -216,6 +216,7 @@ def train_loop(
             state.seconds = time.perf_counter() - started
             _save_checkpoint(ckpt_path, **parts)
     state.seconds = time.perf_counter() - started
-    _save_checkpoint(ckpt_path, **parts)
+    if state.step:  # a stage that trained nothing leaves nothing to resume (steps: 0 skips it;
+        _save_checkpoint(ckpt_path, **parts)  # a later run's init_from must not meet its step 0)
     model.eval()
     return state
