@@ -248,6 +248,18 @@ def test_bfloat16_precision_stays_close_to_float32_and_is_recorded(pipe):
         pipe(prompt, progress=False, precision="float8")
 
 
+def test_bfloat16_sampling_uses_the_autocast_twin_and_matches_plain_autocast(pipe, monkeypatch):
+    from kinetoscope.nn.precision import AutocastTwins
+
+    prompt = "the digit 1 is moving up"
+    twin = pipe(prompt, seed=5, progress=False, precision="bfloat16").frames[0]
+    made = [m for m in pipe._autocast_twins._twins.values()]
+    assert len(made) == 1  # one twin (of the generator), reused by both passes
+    monkeypatch.setattr(AutocastTwins, "get", lambda self, model, dtype: model)
+    plain = pipe(prompt, seed=5, progress=False, precision="bfloat16").frames[0]
+    assert np.array_equal(twin.frames, plain.frames)
+
+
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_precision_is_bfloat16_only_where_the_device_has_it(pipe, monkeypatch, native):
     import torch

@@ -18,6 +18,7 @@ from kinetoscope.autoencoders.vae import VideoAutoencoderKL
 from kinetoscope.diffusion.noise import mix_frame_noise
 from kinetoscope.diffusion.sampling import denoise_latents
 from kinetoscope.diffusion.unet import VideoUNet
+from kinetoscope.nn.precision import AutocastTwins
 from kinetoscope.pipelines.base import (
     Pipeline,
     PipelineOutput,
@@ -125,6 +126,7 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
         )
         self.vae = vae.eval()
         self.unet = unet.eval()
+        self._autocast_twins = AutocastTwins()
         self.scheduler_config = dict(scheduler_config)
         self.interpolation_unet: VideoUNet | None = None
         if interpolation_temporal is not None:
@@ -475,13 +477,14 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
         self, settings: dict[str, Any], prompts: list[str], negatives: list[str], progress: bool
     ) -> dict[str, Any]:
         """The keyword arguments of ``_denoise`` for these prompts (text encoded once)."""
-        guided = settings["guidance"] != 1.0
+        guided, precision = settings["guidance"] != 1.0, settings["precision"]
         emb, mask = self.text_encoder.encode(prompts + negatives if guided else prompts)
         return dict(
             scheduler=settings["scheduler"], steps=settings["steps"],
             guidance=settings["guidance"], interval=settings["guidance_interval"],
             emb=emb.to(self.device), mask=mask.to(self.device),
             autocast=settings["autocast"], progress=progress,
+            low_precision=None if precision == "float32" else PRECISIONS[precision],
         )  # fmt: skip
 
     def _noise(self, num_frames: int, generators: list[torch.Generator]) -> torch.Tensor:
@@ -543,10 +546,14 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
         *,
         scheduler: str,
         unet: VideoUNet | None = None,
+        low_precision: torch.dtype | None = None,
         **options: Any,
     ) -> torch.Tensor:
         """Guided denoising of ``noise`` (B, Z, T, h, w) -> clean latents with a fresh
-        ``scheduler`` and ``unet`` (default: the generator); the options as in
+        ``scheduler`` and ``unet`` (default: the generator; with ``low_precision``, the
+        autocast dtype, its ``autocast_twin``); the options as in
         ``kinetoscope.diffusion.sampling.denoise_latents``."""
         model = self.unet if unet is None else unet
+        if low_precision is not None:  # the same outputs, without per-call weight casts
+            model = self._autocast_twins.get(model, low_precision)
         return denoise_latents(model, self.make_scheduler(scheduler), noise, **options)
