@@ -27,6 +27,17 @@ def run_doctor() -> int:
         "torch",
         f"{torch.__version__}, {torch.get_num_threads()} threads, cuda={'yes' if cuda else 'no'}",
     )
+    from kinetoscope.pipelines.text_to_video import resolve_precision
+
+    device = torch.device("cuda" if cuda else "cpu")
+    auto = resolve_precision("auto", device)
+    _line(
+        True,
+        "precision",
+        f'LDM denoisers sample in {auto} on {device.type} (precision="auto", '
+        + ("native bf16" if auto == "bfloat16" else "no native bf16")
+        + ")",
+    )
     from kinetoscope.video import available_codecs
 
     for codec, ok in available_codecs().items():

@@ -198,3 +198,15 @@ def test_interpolate_writes_the_video_at_a_higher_frame_rate(
     assert main([*args, "--fps", "4", "-o", str(tmp_path / "slow")]) == 0
     assert Video.read(tmp_path / "slow").fps == 4.0
     assert main([*args[:2], "--factor", "1", "-o", str(tmp_path / "x")]) == 2
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_doctor_tells_the_precision_auto_picks(monkeypatch, capsys, native):
+    import torch
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    main(["doctor"])
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if "precision" in x]
+    assert ("bfloat16" in line) == native and ("float32" in line) != native

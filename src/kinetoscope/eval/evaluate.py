@@ -109,10 +109,9 @@ def sampling_options(
 
     A guidance interval and a precision apply to latent diffusion models only; with ``pipe``
     given, they are refused for other families before any sampling."""
-    if pipe is not None and pipe.family != "ldm":
-        for name, value in (("a guidance interval", guidance_interval), ("precision", precision)):
-            if value is not None:
-                raise ValueError(f"{name} applies to latent diffusion models, not {pipe.family}")
+    for name, value in (("a guidance interval", guidance_interval), ("precision", precision)):
+        if value is not None and pipe is not None and pipe.family != "ldm":
+            raise ValueError(f"{name} applies to latent diffusion models, not {pipe.family}")
     options = {
         "num_inference_steps": steps,
         "guidance_scale": guidance,
