@@ -216,7 +216,9 @@ def train_loop(
             state.seconds = time.perf_counter() - started
             _save_checkpoint(ckpt_path, **parts)
     state.seconds = time.perf_counter() - started
-    if state.step:  # a stage that trained nothing leaves nothing to resume (steps: 0 skips it;
-        _save_checkpoint(ckpt_path, **parts)  # a later run's init_from must not meet its step 0)
+    # A stage that trained nothing (steps: 0) leaves nothing to resume: a later run in a copy of
+    # this folder would otherwise resume that untouched state over its own init_*_from weights.
+    if state.step:
+        _save_checkpoint(ckpt_path, **parts)
     model.eval()
     return state
