@@ -575,6 +575,52 @@ def test_group_norm_group_sizes():
     ]
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_group_norm_keeps_channels_last_and_computes_the_dense_norm(dtype):
+    from kinetoscope.nn.blocks import group_norm
+
+    norm = group_norm(32, min_group_size=4)
+    with torch.no_grad():
+        norm.weight.normal_(generator=torch.Generator().manual_seed(0))
+        norm.bias.normal_(generator=torch.Generator().manual_seed(1))
+    norm = norm.to(dtype)
+    x = torch.randn(6, 32, 8, 8, generator=torch.Generator().manual_seed(2)).to(dtype) * 3 + 1
+    dense = torch.nn.functional.group_norm(x, norm.num_groups, norm.weight, norm.bias, norm.eps)
+    out = norm(x.contiguous(memory_format=torch.channels_last))
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(out, dense)
+    assert norm(x).is_contiguous() and torch.equal(norm(x), dense)
+
+
+def test_unet_runs_its_convolutions_channels_last_with_the_dense_result():
+    torch.manual_seed(0)
+    unet = VideoUNet(**TINY_UNET, spacetime_attention_levels=(1,), wide_temporal_levels=(0,))
+    unet.eval()
+    layouts = []
+    for module in unet.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.register_forward_hook(
+                lambda m, args, out: layouts.append(
+                    args[0].is_contiguous(memory_format=torch.channels_last)
+                )
+            )
+    sample = torch.randn(2, 4, 3, 8, 8)
+    emb, mask = text(2)
+    with torch.no_grad():
+        out = unet(sample, torch.tensor([10, 500]), emb, mask)
+    assert layouts and all(layouts)
+    # The same network on dense activations: its convolutions as plain functions.
+    dense = VideoUNet(**TINY_UNET, spacetime_attention_levels=(1,), wide_temporal_levels=(0,))
+    dense.load_state_dict(unet.state_dict())
+    dense.eval()
+    for module in dense.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.forward = lambda x, m=module: m._conv_forward(x.contiguous(), m.weight, m.bias)
+    with torch.no_grad():
+        reference = dense(sample, torch.tensor([10, 500]), emb, mask)
+    torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize(("group_size", "scale_shift", "sees_timestep"), [
     (1, False, False), (4, False, True), (1, True, True), (4, True, True)
 ])  # fmt: skip

@@ -506,7 +506,10 @@ class VideoUNet(ModelMixin, ConfigMixin):
                 x, emb, text_emb, text_mask, num_frames=num_frames, use_temporal=use_temporal
             )
 
-        h = self.conv_in(rearrange(sample, "b z t h w -> (b t) z h w"))
+        # Channels-last frames: the CPU's 2-D convolutions run several times faster on them
+        # (the outputs are the same); see GroupNorm for the one layer that is slower there.
+        frames = rearrange(sample, "b z t h w -> (b t) z h w")
+        h = self.conv_in(frames.contiguous(memory_format=torch.channels_last))
         skips = [h]
         blocks = iter(self.down_blocks)
         for level in range(levels + 1):
