@@ -378,6 +378,14 @@ def test_temporal_conv_block_equals_a_zero_padded_conv3d(kernel):
 
     expected = x + conv3d(block.conv2, block.norm2(conv3d(block.conv1, block.norm1(x))))
     assert torch.allclose(block(x, num_frames=6), expected, atol=1e-5)
+    # The UNet's channels-last frames: the same result, and gradients flow to the input.
+    x_last = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    out = block(x_last, num_frames=6)
+    assert torch.allclose(out, expected, atol=1e-5)
+    out.square().sum().backward()
+    x_dense = x.clone().requires_grad_(True)
+    block(x_dense, num_frames=6).square().sum().backward()
+    assert torch.allclose(x_last.grad, x_dense.grad, atol=1e-4)
 
 
 def test_spatio_temporal_kernel_can_shift_content_between_frames():

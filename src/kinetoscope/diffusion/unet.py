@@ -177,13 +177,13 @@ class TemporalTransformer(nn.Module):
         self.proj_out = nn.Linear(channels, channels)
         nn.init.zeros_(self.proj_out.weight)  # starts as the identity (see AlphaMix)
         nn.init.zeros_(self.proj_out.bias)
+        self._position_cache: dict[tuple, torch.Tensor] = {}
 
     def forward(
         self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor, *, num_frames: int
     ) -> torch.Tensor:
         """x (B*T, C, h, w), context (B, L, D) -> (B*T, C, h, w)."""
         height, width = x.shape[-2:]
-        pos = self._positions(num_frames, height, width, x.device)  # (T, h*w or 1, C)
         bias = None
         if self.motion_bias is not None:
             bias = self.motion_bias(
@@ -192,19 +192,34 @@ class TemporalTransformer(nn.Module):
         if self.spacetime:  # one sequence of T*h*w tokens per clip
             layout = "b (t h w) c"
             tokens = rearrange(self.norm(x), f"(b t) c h w -> {layout}", t=num_frames)
-            tokens = tokens + rearrange(pos, "t n c -> (t n) c").to(tokens.dtype)
+            pos = self._positions(num_frames, height, width, tokens.dtype, x.device)
+            tokens = tokens + pos.flatten(0, 1)
         else:  # a sequence of T frames per clip and pixel
             layout = "(b h w) t c"
             tokens = rearrange(self.norm(x), "(b t) c h w -> b (h w) t c", t=num_frames)
-            tokens = (tokens + rearrange(pos, "t n c -> n t c").to(tokens.dtype)).flatten(0, 1)
+            pos = self._positions(num_frames, height, width, tokens.dtype, x.device)
+            tokens = (tokens + pos.transpose(0, 1)).flatten(0, 1)
         tokens = self.block(tokens, context, context_mask=context_mask, self_bias=bias)
         tokens = self.proj_out(tokens)
         return x + rearrange(tokens, f"{layout} -> (b t) c h w", t=num_frames, h=height, w=width)
 
     def _positions(
+        self, num_frames: int, height: int, width: int, dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
+        """(T, h*w, C) frame (+ row and column) embeddings; (T, 1, C) without spatial ones.
+
+        Constants of the shape, kept per shape and dtype (a sampler asks for the same ones
+        every step). Inference-mode tensors are kept apart: autograd must not meet them.
+        """
+        key = (num_frames, height, width, dtype, device, torch.is_inference_mode_enabled())
+        if key not in self._position_cache:
+            pos = self._compute_positions(num_frames, height, width, device)
+            self._position_cache[key] = pos.to(dtype)
+        return self._position_cache[key]
+
+    def _compute_positions(
         self, num_frames: int, height: int, width: int, device: torch.device
     ) -> torch.Tensor:
-        """(T, h*w, C) frame (+ row and column) embeddings; (T, 1, C) without spatial ones."""
         pos = sinusoidal_embedding(torch.arange(num_frames, device=device), self.channels)
         pos = pos[:, None]
         if self.spatial_positions:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import nn
 
 
@@ -58,13 +57,15 @@ class Attention(nn.Module):
         groups = batch // source.shape[0]
         if groups * source.shape[0] != batch or (groups > 1 and causal):
             raise ValueError(f"context batch {source.shape[0]} does not divide query batch {batch}")
-        q = rearrange(self.to_q(x), "(c g) n (h e) -> c h (g n) e", g=groups, h=self.num_heads)
-        k, v = rearrange(
-            self.to_kv(source), "c m (two h e) -> two c h m e", two=2, h=self.num_heads
-        )
+        # Native reshapes rather than einops here: this runs a few hundred times per UNet call.
+        contexts, heads, width = source.shape[0], self.num_heads, x.shape[-1]
+        q = self.to_q(x).view(contexts, groups, tokens, heads, width // heads)
+        q = q.permute(0, 3, 1, 2, 4).reshape(contexts, heads, groups * tokens, width // heads)
+        kv = self.to_kv(source).view(contexts, source.shape[1], 2, heads, width // heads)
+        k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # each (c, h, m, e)
         attn_mask = None
         if context_mask is not None:
-            attn_mask = rearrange(context_mask.bool(), "c m -> c 1 1 m")
+            attn_mask = context_mask.bool()[:, None, None, :]
         if bias is not None:
             if groups > 1 or attn_mask is not None or causal:
                 raise ValueError(
@@ -72,7 +73,8 @@ class Attention(nn.Module):
                 )
             attn_mask = bias.to(q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=causal)
-        return self.to_out(rearrange(out, "c h (g n) e -> (c g) n (h e)", g=groups, n=tokens))
+        out = out.reshape(contexts, heads, groups, tokens, width // heads).permute(0, 2, 3, 1, 4)
+        return self.to_out(out.reshape(batch, tokens, width))
 
 
 class FeedForward(nn.Sequential):

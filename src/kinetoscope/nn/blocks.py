@@ -217,7 +217,8 @@ class TemporalConvBlock(nn.Module):
         CPU backends have fast 2-D kernels where a 3-D convolution falls back to a slow
         reference path (3x the UNet's conv time). A (k, 1, 1) kernel runs as a (k, 1) conv
         over (time, pixels); a (k, s, s) kernel as an (s, s) conv over each frame stacked
-        with its k - 1 zero-padded time neighbours along the channels.
+        with its k - 1 zero-padded time neighbours along the channels. The stack is written
+        straight into channels-last memory (the UNet's layout), where the conv is fastest.
         """
         k, s, _ = conv.kernel_size
         x = F.silu(x)
@@ -227,9 +228,15 @@ class TemporalConvBlock(nn.Module):
             weight = conv.weight.squeeze(-1)  # (Cout, Cin, k, 1, 1) -> (Cout, Cin, k, 1)
             h = F.conv2d(h, weight, conv.bias, padding=(conv.padding[0], 0))
             return rearrange(h, "b c t (h w) -> (b t) c h w", w=width)
-        clips = rearrange(x, "(b t) c h w -> b t c h w", t=num_frames)
-        pad = k // 2
-        clips = F.pad(clips, (0, 0, 0, 0, 0, 0, pad, pad))  # zero frames before and after
-        stacked = torch.cat([clips[:, j : j + num_frames] for j in range(k)], dim=2)
+        frames, channels, height, width = x.shape
+        clips = x.permute(0, 2, 3, 1).reshape(-1, num_frames, height, width, channels)
+        stacked = x.new_zeros(*clips.shape[:-1], k * channels)  # (b, t, h, w, k*c)
+        for j in range(k):  # tap j reads frame t + j - k // 2; outside the clip it reads zeros
+            shift = j - k // 2
+            first, last = max(0, -shift), min(num_frames, num_frames - shift)
+            stacked[:, first:last, ..., j * channels : (j + 1) * channels] = clips[
+                :, first + shift : last + shift
+            ]
+        stacked = stacked.view(frames, height, width, k * channels).permute(0, 3, 1, 2)
         weight = rearrange(conv.weight, "o i k h w -> o (k i) h w")
-        return F.conv2d(stacked.flatten(0, 1), weight, conv.bias, padding=s // 2)
+        return F.conv2d(stacked, weight, conv.bias, padding=s // 2)
