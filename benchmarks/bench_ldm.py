@@ -91,7 +91,9 @@ def benchmark_parser(description: str, *, model: str) -> argparse.ArgumentParser
     )
     parser.add_argument("--threads", type=int, default=2, help="torch threads per system")
     parser.add_argument("--repeats", type=int, default=3, help="timed generations per system")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed generations first")
+    parser.add_argument(
+        "--warmup", type=int, default=3, help="untimed generations first (reported apart)"
+    )
     return parser
 
 

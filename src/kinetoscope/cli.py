@@ -488,7 +488,9 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-frames", type=int, default=None, help="frames (default: the model's)")
     p.add_argument("--threads", type=int, default=2, help="torch threads per system")
     p.add_argument("--repeats", type=int, default=3, help="timed generations per system")
-    p.add_argument("--warmup", type=int, default=1, help="untimed generations first")
+    p.add_argument(
+        "--warmup", type=int, default=3, help="untimed generations first (reported apart)"
+    )
     p.add_argument("-o", "--output", default="bench", help="folder for bench.json and bench.png")
     p.set_defaults(func=cmd_bench)
 

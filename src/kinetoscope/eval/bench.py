@@ -7,7 +7,8 @@ the denoising part is split out from the timestamps of the pipeline's per-step c
                             c0        c1               c(n-1)
 
 ``seconds_per_step`` is the median of the intervals c(i) - c(i-1); ``seconds_per_clip`` the
-median of end - start. Peak memory is the process's resident-set peak (``ru_maxrss``), which
+median of end - start, after ``WARMUP`` untimed generations (reported as
+``warmup_clip_seconds``). Peak memory is the process's resident-set peak (``ru_maxrss``), which
 is a lifetime peak, so ``bench_models`` measures every system in a fresh subprocess.
 
 The comparison peer is diffusers' ``TextToVideoSDPipeline`` (ModelScope-style UNet3D)
@@ -59,6 +60,11 @@ from kinetoscope.eval.bench_peer import (  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
+# Untimed generations before the timed ones: the first clip of a process (lazy set-up) and the
+# third, which traces the denoiser's graphs (kinetoscope.nn.graphs); the timed ones are the
+# steady state a long run (an eval, a batch, the demo) sees. The peer gets the same warm-up.
+WARMUP = 3
+
 DEFAULT_PROMPT = "the digit 7 is moving up"
 RESULT_TAG = "KINETOSCOPE_BENCH_RESULT "
 
@@ -101,7 +107,7 @@ def measure_generation(
     steps: int,
     guidance_scale: float,
     repeats: int = 3,
-    warmup: int = 1,
+    warmup: int = WARMUP,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Time ``repeats`` whole generations of one clip (after ``warmup`` untimed ones).
@@ -110,7 +116,9 @@ def measure_generation(
         pipe: a pipeline in the kinetoscope call convention that calls
             ``callback(i, n, latents)`` after every denoising step.
         prompt, num_frames, steps, guidance_scale: what to generate.
-        repeats: timed generations (medians are reported); warmup: untimed ones first.
+        repeats: timed generations (medians are reported); warmup: untimed ones first (their
+            times are reported as ``warmup_clip_seconds``: the first clip of a process, and
+            the one that traces the denoiser's graphs, see ``kinetoscope.nn.graphs``).
     Returns:
         Wall-clock medians ``seconds_per_clip``, ``seconds_per_step``, ``denoise_seconds``
         (callbacks * seconds_per_step), ``before_denoise_seconds`` (text encoding, noise),
@@ -128,13 +136,14 @@ def measure_generation(
     load_before = _load_average()
     settings = {"num_frames": num_frames, "steps": steps, "guidance_scale": guidance_scale}
     runs = [_timed_run(pipe, prompt, seed=seed, **settings) for _ in range(warmup + repeats)]
-    runs = runs[warmup:]
+    warmups, runs = runs[:warmup], runs[warmup:]
     load = [round(max(a, b), 2) for a, b in zip(load_before, _load_average(), strict=True)]
     return {
         **_split_times([r.wall for r in runs], prefix=""),
         **_split_times([r.cpu for r in runs], prefix="cpu_"),
         "callbacks_per_clip": len(runs[0].wall) - 2,
         "clip_seconds": [r.wall[-1] - r.wall[0] for r in runs],
+        "warmup_clip_seconds": [r.wall[-1] - r.wall[0] for r in warmups],
         "peak_rss_mb": peak_rss_mb(),
         "peak_rss_delta_mb": peak_rss_mb() - peak_before,
         "rss_before_mb": rss_before,
@@ -375,7 +384,7 @@ def run_system(spec: dict[str, Any]) -> dict[str, Any]:
         steps=int(spec.get("steps") or defaults.get("num_inference_steps", 15)),
         guidance_scale=float(defaults.get("guidance_scale", 4.0) if guidance is None else guidance),
         repeats=int(spec.get("repeats", 3)),
-        warmup=int(spec.get("warmup", 1)),
+        warmup=int(spec.get("warmup", WARMUP)),
     )
     name = spec.get("name") or spec.get("model", PEER)
     params = pipeline_parameter_counts(pipe)
@@ -420,7 +429,7 @@ def bench_models(
     steps: int | None = None,
     guidance_scale: float | None = None,
     repeats: int = 3,
-    warmup: int = 1,
+    warmup: int = WARMUP,
     threads: int = 2,
     peer: bool = False,
     peer_text_encoder: bool = True,

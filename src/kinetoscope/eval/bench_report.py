@@ -69,17 +69,20 @@ def _precision(result: dict[str, Any]) -> str:
 
 
 def format_table(results: Sequence[dict[str, Any]]) -> str:
-    """A fixed-width text table: time per step and per clip, breakdown, memory, parameters."""
+    """A fixed-width text table: time per step and per clip (and of the process's first clip,
+    untimed warm-up), breakdown, memory, parameters."""
     header = (
-        f"{'system':34s} {'s/step':>7s} {'s/clip':>7s} {'text+':>6s} {'decode':>6s} "
+        f"{'system':34s} {'s/step':>7s} {'s/clip':>7s} {'1st':>6s} {'text+':>6s} {'decode':>6s} "
         f"{'peakMB':>7s} {'UNet':>9s} {'AE':>8s} {'UNet in':>8s}"
     )
     rows = [header, "-" * len(header)]
     for r in results:
         params = r.get("params", {})
+        warmups = r.get("warmup_clip_seconds") or []
+        first = f"{warmups[0]:6.2f}" if warmups else f"{'-':>6s}"
         rows.append(
             f"{r['name'][:34]:34s} {r['seconds_per_step']:7.3f} {r['seconds_per_clip']:7.2f} "
-            f"{r['before_denoise_seconds']:6.2f} {r['after_denoise_seconds']:6.2f} "
+            f"{first} {r['before_denoise_seconds']:6.2f} {r['after_denoise_seconds']:6.2f} "
             f"{r['peak_rss_mb']:7.0f} {params.get('unet', 0):9,d} {params.get('vae', 0):8,d} "
             f"{_precision(r):>8s}"
         )

@@ -30,9 +30,13 @@ def autocast_twin(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     return twin
 
 
-def _weights_key(model: nn.Module) -> tuple[Any, ...]:
+def weights_key(model: nn.Module) -> tuple[Any, ...]:
     """Changes whenever a parameter of ``model`` is replaced, moved, cast or updated in place."""
-    return tuple((id(p), p.device, p.dtype, p._version) for p in model.parameters())
+    # Inference tensors (an autocast twin made under inference mode) keep no version counter.
+    return tuple(
+        (id(p), p.device, p.dtype, None if p.is_inference() else p._version)
+        for p in model.parameters()
+    )
 
 
 class AutocastTwins:
@@ -46,7 +50,7 @@ class AutocastTwins:
 
     def get(self, model: nn.Module, dtype: torch.dtype) -> nn.Module:
         by_dtype = self._twins.setdefault(model, {})
-        key = _weights_key(model)
+        key = weights_key(model)
         cached = by_dtype.get(dtype)
         if cached is None or cached[0] != key:
             cached = by_dtype[dtype] = (key, autocast_twin(model, dtype))

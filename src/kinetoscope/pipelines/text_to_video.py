@@ -18,6 +18,7 @@ from kinetoscope.autoencoders.vae import VideoAutoencoderKL
 from kinetoscope.diffusion.noise import mix_frame_noise
 from kinetoscope.diffusion.sampling import denoise_latents
 from kinetoscope.diffusion.unet import VideoUNet
+from kinetoscope.nn.graphs import DenoiserGraphs
 from kinetoscope.nn.precision import AutocastTwins
 from kinetoscope.pipelines.base import (
     Pipeline,
@@ -127,6 +128,8 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
         self.vae = vae.eval()
         self.unet = unet.eval()
         self._autocast_twins = AutocastTwins()
+        # Traced denoiser graphs for long runs; ``pipe.graphs.after = None`` turns them off.
+        self.graphs = DenoiserGraphs()
         self.scheduler_config = dict(scheduler_config)
         self.interpolation_unet: VideoUNet | None = None
         if interpolation_temporal is not None:
@@ -556,4 +559,6 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
         model = self.unet if unet is None else unet
         if low_precision is not None:  # the same outputs, without per-call weight casts
             model = self._autocast_twins.get(model, low_precision)
-        return denoise_latents(model, self.make_scheduler(scheduler), noise, **options)
+        # The same outputs again, traced once a signature recurs (see DenoiserGraphs).
+        denoiser = self.graphs.for_pass(model)
+        return denoise_latents(denoiser, self.make_scheduler(scheduler), noise, **options)
