@@ -210,3 +210,20 @@ def test_doctor_tells_the_precision_auto_picks(monkeypatch, capsys, native):
     main(["doctor"])
     (line,) = [x for x in capsys.readouterr().out.splitlines() if "precision" in x]
     assert ("bfloat16" in line) == native and ("float32" in line) != native
+
+
+@pytest.mark.parametrize("works", [True, False])
+def test_doctor_tells_whether_denoisers_run_traced(monkeypatch, capsys, works):
+    import torch
+
+    from kinetoscope.nn import graphs
+
+    assert graphs.tracing_works()  # this torch traces
+    if not works:
+        monkeypatch.setattr(torch.jit, "trace", lambda *a, **k: (_ for _ in ()).throw(
+            RuntimeError("no tracer")
+        ))  # fmt: skip
+        assert not graphs.tracing_works()
+    main(["doctor"])
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if "graphs" in x]
+    assert ("run traced" in line) == works and ("stays eager" in line) != works

@@ -134,3 +134,17 @@ def trace(
         except (AttributeError, RuntimeError) as err:
             logger.warning("denoiser not traced, staying eager: %s", err)
             return False
+
+
+def tracing_works() -> bool:
+    """Whether this torch can trace a small model and replay it exactly (what
+    ``DenoiserGraphs`` needs; without it, sampling stays eager)."""
+    layer = nn.Sequential(nn.Linear(4, 4), nn.GELU()).eval()
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings(), torch.jit.optimized_execution(False):
+        warnings.filterwarnings("ignore", r"`torch\.jit\.trace", DeprecationWarning)
+        try:
+            graph = torch.jit.trace(layer, (x,), check_trace=False)
+            return bool(torch.equal(graph(x + 1), layer(x + 1)))
+        except (AttributeError, RuntimeError):
+            return False
