@@ -40,14 +40,8 @@ class _Forward(nn.Module):
         self.model = model
         self.use_temporal = use_temporal
 
-    def forward(
-        self,
-        sample: torch.Tensor,
-        timestep: torch.Tensor,
-        text_emb: torch.Tensor,
-        text_mask: torch.Tensor,
-    ) -> torch.Tensor:
-        return self.model(sample, timestep, text_emb, text_mask, use_temporal=self.use_temporal)
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        return self.model(*args, use_temporal=self.use_temporal)
 
 
 def _signature(args: tuple[torch.Tensor, ...], use_temporal: bool) -> tuple[Any, ...]:
@@ -83,18 +77,11 @@ class DenoiserGraphs:
             state = self._models[model] = {"key": weights_key(model), "passes": {}, "graphs": {}}
         seen: set[tuple[Any, ...]] = set()
 
-        def call(
-            sample: torch.Tensor,
-            timestep: torch.Tensor,
-            text_emb: torch.Tensor,
-            text_mask: torch.Tensor,
-            *,
-            use_temporal: bool = True,
-        ) -> torch.Tensor:
-            args = (sample, timestep, text_emb, text_mask)
+        def call(*args: torch.Tensor, use_temporal: bool = True) -> torch.Tensor:
+            """args: sample, timestep, text_emb, text_mask, as ``VideoUNet.forward`` takes them."""
             if (
                 self.after is None
-                or sample.device.type != "cpu"
+                or args[0].device.type != "cpu"
                 or not all(isinstance(a, torch.Tensor) for a in args)
                 or torch.is_grad_enabled()
             ):
