@@ -33,8 +33,8 @@ class GroupNorm(nn.GroupNorm):
     """``nn.GroupNorm`` that keeps a channels-last input channels-last.
 
     The UNet runs its 2-D convolutions on channels-last activations, where CPU kernels are
-    several times faster; the CPU group norm is the one layer that is slower there (about 6x
-    in bfloat16), so it normalises a dense copy and hands back channels-last.
+    several times faster; the CPU group norm is the one layer that is slower there (6-17x in
+    bfloat16 at the UNet's sizes), so it normalises a dense copy and hands back channels-last.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -214,11 +214,13 @@ class TemporalConvBlock(nn.Module):
     def _conv(conv: nn.Conv3d, x: torch.Tensor, num_frames: int) -> torch.Tensor:
         """The Conv3d computed with 2-D convolutions (same weights, same result).
 
-        CPU backends have fast 2-D kernels where a 3-D convolution falls back to a slow
-        reference path (3x the UNet's conv time). A (k, 1, 1) kernel runs as a (k, 1) conv
-        over (time, pixels); a (k, s, s) kernel as an (s, s) conv over each frame stacked
-        with its k - 1 zero-padded time neighbours along the channels. The stack is written
-        straight into channels-last memory (the UNet's layout), where the conv is fastest.
+        They run on the UNet's channels-last frames as they are (a Conv3d would need 5-D
+        clips, and the CPU conv3d backward crashes on channels-last ones). A (k, 1, 1) kernel
+        runs as a (k, 1) conv over (time, pixels); a (k, s, s) kernel as an (s, s) conv over
+        each frame stacked with its k - 1 zero-padded time neighbours along the channels,
+        written straight into channels-last memory (a bf16 (3, 3, 3) conv of 32 frames of
+        32 x 16 x 16: 0.64 ms, against 0.69 ms for a Conv3d of dense clips and 1.8 ms for a
+        dense stack of the channels-last frames).
         """
         k, s, _ = conv.kernel_size
         x = F.silu(x)

@@ -1,18 +1,19 @@
 """Traced graphs of a denoiser: the same operations without the Python around them.
 
-On a CPU, the shipped denoisers spend a fifth of a 16-frame forward pass and a third of a
-one-frame pass in Python (module calls, reshapes, dispatch). ``torch.jit.trace`` records the
-operations of one call into a graph that runs without it. Run by the plain interpreter
+On a CPU, much of a shipped denoiser's call is Python around the operations (module calls,
+reshapes, dispatch): traced, a guided 16-frame call of ``ldm-mnist`` takes 66 ms instead of
+80 ms and a one-frame call 11 ms instead of 15 ms. ``torch.jit.trace`` records the operations
+of one call into a graph that runs without that Python. Run by the plain interpreter
 (``torch.jit.optimized_execution(False)``: no fusion, no autocast pass of its own), the graph
 performs exactly the recorded operations, casts included, so its outputs are bit-identical to
 the eager model's (tested).
 
-A trace is specific to its input shapes, dtypes and flags (one per "signature"), and takes
-about 0.6 s for a one-frame pass and 1.2 s for a 16-frame one, 40 to 100 eager calls. A
-``DenoiserGraphs`` therefore traces a signature only when it comes back in a later denoising
+A trace is specific to its input shapes, dtypes and flags (one per "signature") and costs
+about 0.6 s for the one-frame pass and 1.1 s for the 16-frame one (some 40 and 15 eager calls).
+A ``DenoiserGraphs`` therefore traces a signature only when it comes back in a later denoising
 pass than its first ``after`` ones: one or two clips run eagerly, and longer runs (an eval, a
-batch from a prompts file, the demo) trace on their next clip and then save that time on every
-clip.
+batch from a prompts file, the demo) trace on their third clip and save about 8% of every
+clip after it.
 """
 
 from __future__ import annotations
