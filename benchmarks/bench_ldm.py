@@ -92,7 +92,7 @@ def benchmark_parser(description: str, *, model: str) -> argparse.ArgumentParser
     parser.add_argument("--threads", type=int, default=2, help="torch threads per system")
     parser.add_argument("--repeats", type=int, default=3, help="timed generations per system")
     parser.add_argument(
-        "--warmup", type=int, default=3, help="untimed generations first (reported apart)"
+        "--warmup", type=int, default=None, help="untimed generations first (reported apart)"
     )
     return parser
 
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from kinetoscope.eval.bench import bench_models
+    from kinetoscope.eval.bench import WARMUP, bench_models
     from kinetoscope.eval.bench_report import compare, write_results
 
     model, note = resolve_model(args.model, args.recipe)
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         prompt=args.prompt,
         steps=args.steps,
         repeats=args.repeats,
-        warmup=args.warmup,
+        warmup=WARMUP if args.warmup is None else args.warmup,  # up to the traced clips
         threads=args.threads,
         peer=True,
     )

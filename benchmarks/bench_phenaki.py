@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.repeats, args.warmup = 1, 0
+    elif args.warmup is None:
+        args.warmup = 1  # Phenaki samplers are not traced: one clip of lazy set-up
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

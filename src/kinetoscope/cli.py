@@ -264,7 +264,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import os
 
-    from kinetoscope.eval.bench import PEER, bench_models
+    from kinetoscope.eval.bench import PEER, WARMUP, bench_models
     from kinetoscope.eval.bench_report import (
         compare_all,
         format_summary,
@@ -283,7 +283,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         num_frames=args.num_frames,
         steps=args.steps,
         repeats=args.repeats,
-        warmup=args.warmup,
+        warmup=WARMUP if args.warmup is None else args.warmup,
         threads=args.threads,
         peer=args.peer,
     )
@@ -489,7 +489,11 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch threads per system")
     p.add_argument("--repeats", type=int, default=3, help="timed generations per system")
     p.add_argument(
-        "--warmup", type=int, default=3, help="untimed generations first (reported apart)"
+        "--warmup",
+        type=int,
+        default=None,
+        help="untimed generations first (reported apart; "
+        "default: up to the one that traces the denoiser)",
     )
     p.add_argument("-o", "--output", default="bench", help="folder for bench.json and bench.png")
     p.set_defaults(func=cmd_bench)

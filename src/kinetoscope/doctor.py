@@ -38,13 +38,13 @@ def run_doctor() -> int:
         + ("native bf16" if auto == "bfloat16" else "no native bf16")
         + ")",
     )
-    from kinetoscope.nn.graphs import tracing_works
+    from kinetoscope.nn.graphs import AFTER, tracing_works
 
     traced = tracing_works()
     _line(  # informational: without traces the samples are the same, only slower
         True,
         "graphs",
-        "CPU denoisers run traced once a denoising pass recurs a third time (torch.jit)"
+        f"CPU denoisers run traced from the {AFTER + 1}th denoising pass of a shape (torch.jit)"
         if traced
         else "torch.jit cannot trace here: sampling stays eager (same samples, slower)",
     )

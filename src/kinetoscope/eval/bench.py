@@ -57,13 +57,14 @@ from kinetoscope.eval.bench_peer import (  # noqa: F401
     count_parameters,
     match_widths,
 )
+from kinetoscope.nn.graphs import AFTER
 
 logger = logging.getLogger(__name__)
 
-# Untimed generations before the timed ones: the first clip of a process (lazy set-up) and the
-# third, which traces the denoiser's graphs (kinetoscope.nn.graphs); the timed ones are the
+# Untimed generations before the timed ones: the first clip of a process (lazy set-up) up to
+# the one that traces the denoiser's graphs (kinetoscope.nn.graphs); the timed ones are the
 # steady state a long run (an eval, a batch, the demo) sees. The peer gets the same warm-up.
-WARMUP = 3
+WARMUP = AFTER + 1
 
 DEFAULT_PROMPT = "the digit 7 is moving up"
 RESULT_TAG = "KINETOSCOPE_BENCH_RESULT "

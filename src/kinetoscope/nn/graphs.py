@@ -11,9 +11,9 @@ the eager model's (tested).
 A trace is specific to its input shapes, dtypes and flags (one per "signature") and costs
 about 0.6 s for the one-frame pass and 1.1 s for the 16-frame one (some 40 and 15 eager calls).
 A ``DenoiserGraphs`` therefore traces a signature only when it comes back in a later denoising
-pass than its first ``after`` ones: one or two clips run eagerly, and longer runs (an eval, a
-batch from a prompts file, the demo) trace on their third clip and save about 8% of every
-clip after it.
+pass than its first ``after`` ones (default 4): a session of a few clips runs eagerly, and
+longer runs (an eval, a batch from a prompts file, the demo) trace on their fifth clip and save
+about 8% of every clip after it, which repays the traces after about ten more clips.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ from torch import nn
 from kinetoscope.nn.precision import weights_key
 
 logger = logging.getLogger(__name__)
+
+# Denoising passes of a signature that run eagerly before it is traced (see the module docs).
+AFTER = 4
 
 
 class _Forward(nn.Module):
@@ -64,7 +67,7 @@ class DenoiserGraphs:
     earlier denoising passes (None: never trace). Graphs are dropped when the model's weights
     change. CPU only (GPUs have CUDA graphs and ``torch.compile`` for this)."""
 
-    def __init__(self, after: int | None = 2) -> None:
+    def __init__(self, after: int | None = AFTER) -> None:
         self.after = after
         self._models: weakref.WeakKeyDictionary[nn.Module, dict[str, Any]] = (
             weakref.WeakKeyDictionary()
