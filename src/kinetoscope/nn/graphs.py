@@ -65,7 +65,9 @@ def _signature(args: tuple[torch.Tensor, ...], use_temporal: bool) -> tuple[Any,
 class DenoiserGraphs:
     """Traced graphs per model and signature, made once a signature returns after ``after``
     earlier denoising passes (None: never trace). Graphs are dropped when the model's weights
-    change. CPU only (GPUs have CUDA graphs and ``torch.compile`` for this)."""
+    change. CPU only (GPUs have CUDA graphs and ``torch.compile`` for this). Like the pipeline
+    that owns it, not for calls from several threads at once: the interpreter switch
+    (``torch.jit.optimized_execution``) is process-wide (the demo runs one job at a time)."""
 
     def __init__(self, after: int | None = AFTER) -> None:
         self.after = after
