@@ -99,7 +99,7 @@ class DenoiserGraphs:
             graph = state["graphs"].get(signature)
             if graph is None and state["passes"][signature] > self.after:
                 graph = state["graphs"][signature] = trace(model, args, use_temporal)
-            if not graph:  # not yet, or the trace failed (False): eager
+            if graph is None or graph is False:  # not yet, or the trace failed: eager
                 return model(*args, use_temporal=use_temporal)
             with torch.jit.optimized_execution(False):
                 return graph(*args)
