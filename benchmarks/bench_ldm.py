@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from kinetoscope.eval.bench import WARMUP, bench_models
+    from kinetoscope.eval.bench import bench_models
     from kinetoscope.eval.bench_report import compare, write_results
 
     model, note = resolve_model(args.model, args.recipe)
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         prompt=args.prompt,
         steps=args.steps,
         repeats=args.repeats,
-        warmup=WARMUP if args.warmup is None else args.warmup,  # up to the traced clips
+        warmup=args.warmup,  # None: up to the traced clip
         threads=args.threads,
         peer=True,
     )

@@ -264,7 +264,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import os
 
-    from kinetoscope.eval.bench import PEER, WARMUP, bench_models
+    from kinetoscope.eval.bench import PEER, bench_models
     from kinetoscope.eval.bench_report import (
         compare_all,
         format_summary,
@@ -283,7 +283,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         num_frames=args.num_frames,
         steps=args.steps,
         repeats=args.repeats,
-        warmup=WARMUP if args.warmup is None else args.warmup,
+        warmup=args.warmup,
         threads=args.threads,
         peer=args.peer,
     )

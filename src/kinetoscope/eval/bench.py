@@ -430,7 +430,7 @@ def bench_models(
     steps: int | None = None,
     guidance_scale: float | None = None,
     repeats: int = 3,
-    warmup: int = WARMUP,
+    warmup: int | None = None,
     threads: int = 2,
     peer: bool = False,
     peer_text_encoder: bool = True,
@@ -443,6 +443,7 @@ def bench_models(
             weights: same sizes, hence the same speed, as the trained model).
         num_frames, steps, guidance_scale: None = each model's defaults; a peer copies the
             settings its kinetoscope model ran with.
+        warmup: untimed generations per system (None: ``WARMUP``, up to the traced clip).
         peer: after every LDM model, measure diffusers' TextToVideoSDPipeline at matched size
             (its UNet in the precision the model's denoiser runs in by default).
         peer_text_encoder: the peer encodes prompts with the model's text encoder inside the
@@ -453,6 +454,7 @@ def bench_models(
     """
     if not names:
         raise ValueError("no model to benchmark: pass model names, directories or recipe YAMLs")
+    warmup = WARMUP if warmup is None else warmup
     common = {"prompt": prompt, "repeats": repeats, "warmup": warmup, "threads": threads}
     settings = {"num_frames": num_frames, "steps": steps, "guidance_scale": guidance_scale}
     results = []

@@ -78,9 +78,9 @@ class DenoiserGraphs:
     def for_pass(self, model: nn.Module) -> Callable[..., torch.Tensor]:
         """A callable with the model's signature for one denoising pass: every signature it
         meets counts one pass, and runs traced once it has ``after`` earlier passes."""
-        state = self._models.get(model)
-        if state is None or state["key"] != weights_key(model):
-            state = self._models[model] = {"key": weights_key(model), "passes": {}, "graphs": {}}
+        state, key = self._models.get(model), weights_key(model)
+        if state is None or state["key"] != key:
+            state = self._models[model] = {"key": key, "passes": {}, "graphs": {}}
         seen: set[tuple[Any, ...]] = set()
 
         def call(*args: torch.Tensor, use_temporal: bool = True) -> torch.Tensor:
