@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from diffusers import DDPMScheduler
 
 from kinetoscope.autoencoders.vae import VideoAutoencoderKL
-from kinetoscope.diffusion.unet import VideoUNet
+from kinetoscope.diffusion.unet import VideoUNet, grid_positions
 from kinetoscope.train.ldm import denoising_loss, vae_loss, vae_temporal_loss
 
 TINY_UNET = dict(
@@ -106,6 +108,7 @@ def saved_trained_unet(directory) -> VideoUNet:
     torch.manual_seed(0)
     unet = VideoUNet(**TINY_UNET)
     perturb_temporal(unet)
+    torch.nn.init.normal_(unet.conv_out.weight, std=0.1)  # zero-initialised: outputs all 0
     unet.save_pretrained(directory)
     return unet
 
@@ -682,7 +685,7 @@ def test_temporal_spatial_positions_tell_pixels_apart_and_start_as_the_image_mod
         )
     block = model.down_blocks[0].temporal_attn
     assert block.spatial_positions
-    grid = block._grid_positions(8, 8, torch.device("cpu"))  # (h*w, C)
+    grid = grid_positions(block.channels, 8, 8, torch.device("cpu"))  # (h*w, C)
     assert grid.shape == (64, 16)
     assert torch.cdist(grid, grid).add(torch.eye(64) * 1e3).min() > 1e-3  # all pixels differ
     # A uniform input: without positions every pixel's sequence is the same and so is the
@@ -793,3 +796,122 @@ def test_motion_bias_is_trained_in_stage_two_and_reaches_the_output():
     bias_layer = layer.motion_bias
     for param in (bias_layer.net[-1].weight, bias_layer.net[-1].bias, bias_layer.log_spread):
         assert param.grad is not None and param.grad.abs().sum() > 0
+
+
+def test_anchor_bias_is_the_motion_bias_towards_the_first_frame():
+    """MotionBias.anchor equals the full space-time bias restricted to frame 0's keys."""
+    from kinetoscope.diffusion.unet import MotionBias
+
+    torch.manual_seed(0)
+    bias_layer = MotionBias(16, num_heads=2)
+    torch.nn.init.normal_(bias_layer.net[-1].weight)
+    torch.nn.init.normal_(bias_layer.net[-1].bias, std=0.3)
+    emb, mask = text(2)
+    frames, height, width = 4, 3, 5
+    full = bias_layer(emb, mask, num_frames=frames, height=height, width=width)
+    anchor = bias_layer.anchor(emb, mask, num_frames=frames, height=height, width=width)
+    assert anchor.shape == (2, 2, frames * height * width, height * width)
+    torch.testing.assert_close(anchor, full[..., : height * width])
+
+
+def test_anchor_attention_copies_the_first_frame_along_the_prompted_velocity():
+    """With its bias sharp and a velocity of one cell per frame to the right, a frame's output
+    at a place is frame 0's content one cell to the left per elapsed frame."""
+    from kinetoscope.diffusion.unet import AnchorAttention
+
+    torch.manual_seed(0)
+    frames, size, channels = 4, 8, 16
+    layer = AnchorAttention(channels, num_heads=2, context_dim=16)
+    emb, mask = text(1)
+    with torch.no_grad():
+        layer.motion_bias.net[-1].bias.copy_(torch.tensor([1 / size, 0, 0, 0] * 2))
+        layer.motion_bias.log_spread.fill_(math.log(0.05))  # the bias alone decides
+        layer.to_q.weight.zero_()
+        layer.to_kv.weight.zero_()
+        layer.to_kv.weight[channels:].copy_(torch.eye(channels))  # values: the features
+        layer.proj_out.weight.copy_(torch.eye(channels))
+        layer.norm = torch.nn.Identity()
+    x = torch.zeros(frames, channels, size, size)
+    x[0, :, 2, 1] = 1.0  # frame 0 shows one feature at row 2, column 1
+    out = layer(x, emb, mask, num_frames=frames) - x
+    for frame in range(frames):
+        peak = out[frame].sum(0).flatten().argmax().item()
+        assert divmod(peak, size) == (2, 1 + frame)
+        assert out[frame, :, 2, 1 + frame].sum() > 0.99 * channels
+
+
+def test_anchor_attention_grows_a_trained_unet_without_changing_it(tmp_path):
+    """init_temporal_from into a UNet with anchor attention: the new weights start fresh, the
+    model computes what the saved one did, and stage 2 trains them."""
+    from kinetoscope.train.ldm import load_temporal_weights
+
+    trained = saved_trained_unet(tmp_path / "unet")
+    torch.manual_seed(1)
+    grown = VideoUNet(**TINY_UNET, anchor_levels=(0,))
+    names = grown.temporal_parameter_names()
+    assert any(".temporal_anchor." in n for n in names)
+    assert grown.down_blocks[0].temporal_anchor is not None
+    assert grown.down_blocks[1].temporal_anchor is None  # level 1 has none
+    spatial = {k: v for k, v in trained.state_dict().items() if k not in names}
+    grown.load_state_dict(spatial, strict=False)
+    load_temporal_weights(grown, tmp_path / "unet")
+    x = torch.randn(1, 4, 5, 8, 8)
+    emb, mask = text(1)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            grown(x, torch.tensor([700]), emb, mask), trained(x, torch.tensor([700]), emb, mask)
+        )
+    anchor = grown.down_blocks[0].temporal_anchor
+    torch.nn.init.normal_(anchor.proj_out.weight)
+    grown(x, torch.tensor([700]), emb, mask).square().mean().backward()
+    for param in (anchor.to_q.weight, anchor.motion_bias.net[-1].bias, anchor.proj_out.weight):
+        assert param.grad is not None and param.grad.abs().sum() > 0
+    # a saved UNet that lacks other weights is still refused
+    with pytest.raises(ValueError, match="lacks"):
+        other = VideoUNet(**TINY_UNET, spacetime_attention_levels=(1,), motion_bias=True)
+        other.load_state_dict(spatial, strict=False)
+        load_temporal_weights(other, tmp_path / "unet")  # its motion bias is not an anchor's
+
+
+def test_anchor_attention_equals_attention_with_the_explicit_bias():
+    """The extra query/key channels reproduce softmax(q k / sqrt(E) + MotionBias.anchor) v."""
+    from kinetoscope.diffusion.unet import AnchorAttention
+
+    torch.manual_seed(0)
+    frames, height, width, channels, heads = 3, 4, 6, 16, 2
+    layer = AnchorAttention(channels, num_heads=heads, context_dim=16)
+    torch.nn.init.normal_(layer.motion_bias.net[-1].weight, std=0.3)
+    torch.nn.init.normal_(layer.motion_bias.net[-1].bias, std=0.3)
+    emb, mask = text(2)
+    q = torch.randn(2, heads, frames * height * width, channels // heads)
+    k = torch.randn(2, heads, height * width, channels // heads)
+    v = torch.randn(2, heads, height * width, channels // heads)
+    bias = layer.motion_bias.anchor(emb, mask, num_frames=frames, height=height, width=width)
+    expected = torch.softmax(q @ k.transpose(-1, -2) * (channels // heads) ** -0.5 + bias, -1) @ v
+    q2, k2 = layer._with_trajectory(q, k, emb, mask, frames, height, width)
+    got = torch.nn.functional.scaled_dot_product_attention(q2, k2, v, scale=1.0)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_motion_bias_attention_read_out_starts_as_the_mean_and_can_pick_one_word():
+    from kinetoscope.diffusion.unet import MotionBias
+
+    torch.manual_seed(0)
+    mean = MotionBias(16, num_heads=2)
+    attention = MotionBias(16, num_heads=2, read_out="attention")
+    attention.load_state_dict(mean.state_dict(), strict=False)  # same MLP, zero read queries
+    torch.nn.init.normal_(mean.net[-1].weight)
+    attention.net[-1].weight.data.copy_(mean.net[-1].weight)
+    emb, mask = text(2)
+    mask[0, 5:] = False  # padding must not count
+    for got, expected in zip(attention.motion(emb, mask), mean.motion(emb, mask), strict=True):
+        torch.testing.assert_close(got, expected)
+    # Head 1's query aimed at token 2: its velocity is the MLP's reading of that token alone.
+    with torch.no_grad():
+        attention.read_query[1] = 50 * emb[0, 2] / emb[0, 2].norm()
+    velocity, _ = attention.motion(emb[:1], mask[:1])
+    alone, _ = mean.motion(emb[:1, 2:3], torch.ones(1, 1, dtype=torch.bool))
+    torch.testing.assert_close(velocity[0, 1], alone[0, 1], atol=1e-4, rtol=1e-3)
+    assert not torch.allclose(velocity[0, 0], alone[0, 0], atol=1e-3)  # head 0 still the mean
+    with pytest.raises(ValueError, match="read_out"):
+        MotionBias(16, num_heads=2, read_out="max")

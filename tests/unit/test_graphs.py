@@ -18,6 +18,7 @@ UNET = dict(
     temporal_attention_levels=(0, 1),
     spacetime_attention_levels=(1,),
     wide_temporal_levels=(0,),
+    anchor_levels=(0,),  # its extra query/key channels and padded values trace too
     num_heads=2,
     text_dim=16,
 )

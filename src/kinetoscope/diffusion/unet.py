@@ -79,8 +79,12 @@ class MotionBias(nn.Module):
     wide spread on one axis (a large sx for "left and right") leaves the head free along it.
     """
 
-    def __init__(self, context_dim: int, *, num_heads: int, hidden: int = 128) -> None:
+    def __init__(
+        self, context_dim: int, *, num_heads: int, hidden: int = 128, read_out: str = "mean"
+    ) -> None:
         super().__init__()
+        if read_out not in ("mean", "attention"):
+            raise ValueError(f"read_out must be 'mean' or 'attention', got {read_out!r}")
         self.num_heads = num_heads
         self.net = nn.Sequential(
             nn.Linear(context_dim, hidden), nn.SiLU(), nn.Linear(hidden, 4 * num_heads)
@@ -88,14 +92,27 @@ class MotionBias(nn.Module):
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
         self.log_spread = nn.Parameter(torch.full((num_heads, 2), math.log(1.5)))
+        # "attention": each head pools the tokens with its own learned query, so it can find the
+        # motion words (in a token mean they are one word among many). Zero queries: the mean.
+        self.read_query = (
+            nn.Parameter(torch.zeros(num_heads, context_dim)) if read_out == "attention" else None
+        )
 
     def motion(
         self, context: torch.Tensor, context_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(velocity (B, H, 2) in frame widths per frame, spread (B, H, 2) in cells), x then y."""
-        mask = context_mask.bool()[..., None].to(context.dtype)
-        pooled = (context * mask).sum(1) / mask.sum(1).clamp(min=1)  # (B, D)
-        out = rearrange(self.net(pooled), "b (h k) -> b h k", h=self.num_heads)
+        mask = context_mask.bool()
+        if self.read_query is None:
+            weights = mask[..., None].to(context.dtype)
+            pooled = (context * weights).sum(1) / weights.sum(1).clamp(min=1)  # (B, D)
+            out = rearrange(self.net(pooled), "b (h k) -> b h k", h=self.num_heads)
+        else:
+            logits = torch.einsum("bld,hd->bhl", context, self.read_query.to(context.dtype))
+            weights = logits.masked_fill(~mask[:, None], float("-inf")).softmax(-1)
+            pooled = weights @ context  # (B, H, D): head h's own read-out
+            out = self.net(pooled).view(*pooled.shape[:2], self.num_heads, 4)
+            out = out.diagonal(dim1=1, dim2=2).transpose(1, 2)  # head h's outputs from its own
         return out[..., :2], (self.log_spread + out[..., 2:]).exp()
 
     def forward(
@@ -133,6 +150,49 @@ class MotionBias(nn.Module):
         index_x = (x[None, :] - x[:, None] + width - 1) * steps + frames  # (N, N)
         index_y = (y[None, :] - y[:, None] + height - 1) * steps + frames
         return terms[0][..., index_x] + terms[1][..., index_y]
+
+    def anchor_terms(
+        self,
+        context: torch.Tensor,
+        context_mask: torch.Tensor,
+        *,
+        num_frames: int,
+        height: int,
+        width: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The row and column terms of ``anchor``'s bias: (B, H, T, h, h) and (B, H, T, w, w),
+        indexed (frame, query place, key place) on their axis."""
+        velocity, spread = self.motion(context, context_mask)
+        device, dtype = context.device, context.dtype
+        frames = torch.arange(num_frames, device=device, dtype=dtype)  # elapsed since frame 0
+        terms = []
+        for axis, size in ((1, height), (0, width)):
+            place = torch.arange(size, device=device, dtype=dtype)
+            offset = place[None, :] - place[:, None]  # (query, key): key - query
+            speed = velocity[..., axis, None, None, None] * size  # cells per frame
+            scaled = (offset + speed * frames[:, None, None]) / spread[..., axis, None, None, None]
+            terms.append(-0.5 * scaled.square())
+        return terms[0], terms[1]
+
+    def anchor(
+        self,
+        context: torch.Tensor,
+        context_mask: torch.Tensor,
+        *,
+        num_frames: int,
+        height: int,
+        width: int,
+    ) -> torch.Tensor:
+        """The bias of queries at every frame towards keys of frame 0 only (``AnchorAttention``).
+
+        context (B, L, D) -> (B, H, T*h*w, h*w), queries in (t h w) order, keys in (h w) order:
+        the key columns of frame 0 in ``forward``'s bias, without its N x N table.
+        """
+        rows, cols = self.anchor_terms(
+            context, context_mask, num_frames=num_frames, height=height, width=width
+        )
+        bias = rows[..., :, None, :, None] + cols[..., None, :, None, :]
+        return bias.flatten(-2).flatten(2, 4)
 
 
 class TemporalTransformer(nn.Module):
@@ -223,21 +283,128 @@ class TemporalTransformer(nn.Module):
         pos = sinusoidal_embedding(torch.arange(num_frames, device=device), self.channels)
         pos = pos[:, None]
         if self.spatial_positions:
-            pos = pos + self._grid_positions(height, width, device)[None]
+            pos = pos + grid_positions(self.channels, height, width, device)[None]
         return pos
 
-    def _grid_positions(self, height: int, width: int, device: torch.device) -> torch.Tensor:
-        """(h*w, C): sin/cos of the row in the first C/2 channels, of the column in the rest."""
-        half = self.channels // 2
-        rows = sinusoidal_embedding(torch.arange(height, device=device), half, max_period=100.0)
-        cols = sinusoidal_embedding(torch.arange(width, device=device), half, max_period=100.0)
-        return torch.cat(
+
+class AnchorAttention(nn.Module):
+    """Every frame attends to the clip's first frame, along a prompt-given trajectory.
+
+    In this project's sampling the first frame is known before the others (drawn by the
+    image model, or given as context), and in a clip of the worlds every later frame shows
+    that frame's content moved along the asked motion. A query at frame t and place p reads
+    frame 0's tokens with a ``MotionBias`` (keys around p - v t favoured, v read from the
+    prompt per head) on top of the content and position match. Unlike space-time attention
+    over all T*h*w tokens it costs T*h*w x h*w, so it fits the finest level, where places
+    are 4 px cells and a digit's strokes are still resolved. Residual with a zero-initialised
+    output projection: a model grown with it starts out computing what it did without.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        num_heads: int,
+        context_dim: int,
+        norm_group_size: int = 1,
+        read_out: str = "mean",
+    ) -> None:
+        super().__init__()
+        if channels % (2 * num_heads) or channels % 4:
+            raise ValueError(
+                f"anchor attention needs channels divisible by 4 and by 2 * heads, got {channels}"
+            )
+        self.channels, self.num_heads = channels, num_heads
+        self.norm = group_norm(channels, min_group_size=norm_group_size)
+        self.to_q = nn.Linear(channels, channels, bias=False)
+        self.to_kv = nn.Linear(channels, 2 * channels, bias=False)
+        self.motion_bias = MotionBias(context_dim, num_heads=num_heads, read_out=read_out)
+        self.proj_out = nn.Linear(channels, channels)
+        nn.init.zeros_(self.proj_out.weight)  # starts as the identity (see AlphaMix)
+        nn.init.zeros_(self.proj_out.bias)
+
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor, *, num_frames: int
+    ) -> torch.Tensor:
+        """x (B*T, C, h, w), context (B, L, D) -> (B*T, C, h, w)."""
+        height, width = x.shape[-2:]
+        tokens = rearrange(self.norm(x), "(b t) c h w -> b t (h w) c", t=num_frames)
+        grid = grid_positions(self.channels, height, width, x.device).to(tokens.dtype)
+        frame = sinusoidal_embedding(torch.arange(num_frames, device=x.device), self.channels)
+        queries = tokens + grid + frame[:, None].to(tokens.dtype)  # (B, T, hw, C)
+        heads = self.num_heads
+        q = rearrange(self.to_q(queries), "b t n (h e) -> b h (t n) e", h=heads)
+        k, v = rearrange(self.to_kv(tokens[:, 0] + grid), "b n (k h e) -> k b h n e", k=2, h=heads)
+        q, k = self._with_trajectory(q, k, context, context_mask, num_frames, height, width)
+        # Values padded to the queries' width: the CPU's fused kernel is several times slower
+        # when the two differ.
+        dim = v.shape[-1]
+        out = F.scaled_dot_product_attention(q, k, F.pad(v, (0, q.shape[-1] - dim)), scale=1.0)
+        out = self.proj_out(rearrange(out[..., :dim], "b h n e -> b n (h e)"))
+        return x + rearrange(out, "b (t y x) c -> (b t) c y x", t=num_frames, y=height, x=width)
+
+    def _with_trajectory(self, q, k, context, context_mask, num_frames, height, width):
+        """Queries and keys whose dot products are the content logits plus the MotionBias.
+
+        The bias of a query and a key is a sum over the two axes of -((key - centre) / s)^2 / 2,
+        where the centre (the query's place moved back along the prompted velocity) and s
+        belong to the query. Expanded, key^2 / s^2 and key * centre / s^2 are products of a
+        query factor and a key factor, and centre^2 / s^2 is the same for every key of a
+        query, which softmax ignores. Two extra channels per axis carry the products, so the
+        fused attention kernel (no mask: its fast path) computes the biased attention exactly.
+        q (B, H, T*h*w, E), k (B, H, h*w, E) -> (B, H, T*h*w, E + 4), (B, H, h*w, E + 4),
+        content already scaled by E^-1/2 (attend with scale 1).
+        """
+        velocity, spread = self.motion_bias.motion(context, context_mask)  # (B, H, 2) each, x y
+        device, dtype = q.device, torch.float32
+        frames = torch.arange(num_frames, device=device, dtype=dtype)
+        query_parts, key_parts = [], []
+        for axis, size in ((1, height), (0, width)):
+            place = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2  # centred
+            inverse = spread[..., axis].float().reciprocal().square()[..., None, None]
+            speed = velocity[..., axis].float()[..., None, None] * size  # cells per frame
+            centre = place[None, None, None, :] - speed * frames[:, None]  # (B, H, T, size)
+            query_parts.append((centre * inverse, (-0.5 * inverse).expand_as(centre)))
+            key_parts.append((place, place.square()))
+        (cy, qy), (cx, qx) = query_parts
+        # Broadcast the per-axis factors to every query (t, y, x) and key (y, x).
+        shape = (*cy.shape[:3], height, width)
+        q_extra = torch.stack(
             [
-                repeat(rows, "h c -> (h w) c", w=width),
-                repeat(cols, "w c -> (h w) c", h=height),
+                cx[..., None, :].expand(shape),
+                qx[..., None, :].expand(shape),
+                cy[..., :, None].expand(shape),
+                qy[..., :, None].expand(shape),
             ],
             dim=-1,
+        ).flatten(2, 4)  # (B, H, T*h*w, 4)
+        (ky, ky2), (kx, kx2) = key_parts
+        k_extra = torch.stack(
+            [
+                kx[None, :].expand(height, width),
+                kx2[None, :].expand(height, width),
+                ky[:, None].expand(height, width),
+                ky2[:, None].expand(height, width),
+            ],
+            dim=-1,
+        ).flatten(0, 1)  # (h*w, 4)
+        k_extra = k_extra.expand(*k.shape[:2], -1, -1)
+        scale = q.shape[-1] ** -0.5
+        return (
+            torch.cat([q * scale, q_extra.to(q.dtype)], dim=-1),
+            torch.cat([k, k_extra.to(k.dtype)], dim=-1),
         )
+
+
+def grid_positions(channels: int, height: int, width: int, device: torch.device) -> torch.Tensor:
+    """(h*w, C): sin/cos of the row in the first C/2 channels, of the column in the rest."""
+    half = channels // 2
+    rows = sinusoidal_embedding(torch.arange(height, device=device), half, max_period=100.0)
+    cols = sinusoidal_embedding(torch.arange(width, device=device), half, max_period=100.0)
+    return torch.cat(
+        [repeat(rows, "h c -> (h w) c", w=width), repeat(cols, "w c -> (h w) c", h=height)],
+        dim=-1,
+    )
 
 
 @dataclass(frozen=True)
@@ -251,6 +418,9 @@ class TemporalOptions:
     spatial_positions: bool = False
     spacetime: bool = False
     motion_bias: bool = False
+    anchor: bool = False
+    anchor_heads: int = 2
+    anchor_read_out: str = "mean"
 
 
 class SpatioTemporalBlock(nn.Module):
@@ -299,10 +469,22 @@ class SpatioTemporalBlock(nn.Module):
             if temporal.attention
             else None
         )
+        self.temporal_anchor = (
+            AnchorAttention(
+                out_channels,
+                num_heads=temporal.anchor_heads,
+                context_dim=context_dim,
+                read_out=temporal.anchor_read_out,
+                **norms,
+            )
+            if temporal.anchor
+            else None
+        )
         self.mix = AlphaMix()
 
     def temporal_modules(self) -> list[nn.Module]:
-        return [m for m in (self.temporal_conv, self.temporal_attn, self.mix) if m is not None]
+        modules = (self.temporal_conv, self.temporal_attn, self.temporal_anchor, self.mix)
+        return [m for m in modules if m is not None]
 
     def forward(self, x, emb, context, context_mask, *, num_frames: int, use_temporal: bool):
         """x (B*T, Cin, h, w), emb (B*T, E), context (B, L, D) -> (B*T, Cout, h, w)."""
@@ -314,6 +496,8 @@ class SpatioTemporalBlock(nn.Module):
         t = self.temporal_conv(h, num_frames=num_frames, emb=emb)
         if self.temporal_attn is not None:
             t = self.temporal_attn(t, context, context_mask, num_frames=num_frames)
+        if self.temporal_anchor is not None:
+            t = self.temporal_anchor(t, context, context_mask, num_frames=num_frames)
         return self.mix(h, t)
 
 
@@ -344,6 +528,12 @@ class VideoUNet(ModelMixin, ConfigMixin):
             temporal transformers attend over all frames and positions of a clip at once.
         motion_bias: those space-time attentions also get a prompt-given trajectory bias
             (``MotionBias``).
+        anchor_levels: levels whose temporal layers end with an ``AnchorAttention`` (every
+            frame reads the first frame along a prompt-given trajectory).
+        anchor_heads: heads (trajectories) of those anchor attentions.
+        anchor_read_out: how their heads read a velocity from the prompt: "mean" (an MLP on
+            the mean token state) or "attention" (each head pools the tokens with a learned
+            query first).
         num_heads: attention heads everywhere.
         text_dim: width D of the text encoder's token states.
     """
@@ -365,6 +555,9 @@ class VideoUNet(ModelMixin, ConfigMixin):
         temporal_spatial_positions: bool = False,
         spacetime_attention_levels: tuple[int, ...] = (),
         motion_bias: bool = False,
+        anchor_levels: tuple[int, ...] = (),
+        anchor_heads: int = 2,
+        anchor_read_out: str = "mean",
         num_heads: int = 4,
         text_dim: int = 384,
     ) -> None:
@@ -396,6 +589,9 @@ class VideoUNet(ModelMixin, ConfigMixin):
                     spatial_positions=temporal_spatial_positions,
                     spacetime=level in spacetime_attention_levels,
                     motion_bias=motion_bias and level in spacetime_attention_levels,
+                    anchor=level in anchor_levels,
+                    anchor_heads=anchor_heads,
+                    anchor_read_out=anchor_read_out,
                 ),
                 norm_group_size=norm_group_size,
                 scale_shift=scale_shift,

@@ -302,10 +302,15 @@ def load_temporal_weights(
     saved = load_file(files[0])
     temporal = model.temporal_parameter_names()
     own = model.state_dict()
-    missing = sorted(set(own) - set(saved))
+    # Anchor attentions may be new here: they start at their zero-output initialisation, so
+    # the grown model still starts out computing what the saved one did.
+    fresh = {k for k in temporal - set(saved) if ".temporal_anchor." in k}
+    missing = sorted(set(own) - set(saved) - fresh)
     if missing:
         raise ValueError(f"{directory} lacks weights {missing[:5]}: not the same architecture")
     for name, value in own.items():  # check everything first: an error leaves model as it was
+        if name in fresh:
+            continue
         src = saved[name].to(value.dtype)
         if name not in temporal:
             # Compared in the saved dtype: a model stored in float16 (weights_dtype) holds this
@@ -316,14 +321,16 @@ def load_temporal_weights(
             raise ValueError(
                 f"{directory}: {name} has shape {tuple(src.shape)}, not {tuple(value.shape)}"
             )
-    for name in temporal:
+    for name in temporal - fresh:
         value, src = own[name], saved[name].to(own[name].dtype)
         if src.shape == value.shape:
             value.copy_(src)
         else:  # a per-pixel kernel fills the centre taps of a wider one
             value.zero_()
             value[..., value.shape[3] // 2, value.shape[4] // 2] = src[..., 0, 0]
-    logger.info("temporal layers start from %s", directory)
+    logger.info(
+        "temporal layers start from %s (%d new anchor weights start fresh)", directory, len(fresh)
+    )
     return model
 
 
