@@ -915,3 +915,34 @@ def test_motion_bias_attention_read_out_starts_as_the_mean_and_can_pick_one_word
     assert not torch.allclose(velocity[0, 0], alone[0, 0], atol=1e-3)  # head 0 still the mean
     with pytest.raises(ValueError, match="read_out"):
         MotionBias(16, num_heads=2, read_out="max")
+
+
+def test_anchor_velocities_saturate_and_a_sink_can_take_the_attention():
+    from kinetoscope.diffusion.unet import AnchorAttention, MotionBias
+
+    torch.manual_seed(0)
+    emb, mask = text(1)
+    bounded = MotionBias(16, num_heads=2, max_speed=0.05)
+    with torch.no_grad():
+        bounded.net[-1].bias.copy_(torch.tensor([10.0, -0.01, 0, 0, -10.0, 0.001, 0, 0]))
+    velocity, _ = bounded.motion(emb, mask)
+    torch.testing.assert_close(velocity[0, :, 0], torch.tensor([0.05, -0.05]))  # saturated
+    torch.testing.assert_close(velocity[0, :, 1], torch.tensor([-0.01, 0.001]), rtol=0.02, atol=0)
+    with pytest.raises(ValueError, match="max_speed"):
+        MotionBias(16, num_heads=2, max_speed=0.0)
+    frames, size, channels = 3, 4, 8
+    layer = AnchorAttention(channels, num_heads=2, context_dim=16, sink=True)
+    shift = 10.0 * (torch.arange(channels) == 0).float()[:, None, None]
+    x = torch.randn(frames, channels, size, size) + shift  # feature 0 stands out everywhere
+    sink_value = torch.arange(channels, dtype=torch.float)
+    with torch.no_grad():
+        torch.nn.init.normal_(layer.proj_out.weight)
+        layer.to_q.weight.zero_()
+        layer.norm = torch.nn.Identity()
+        layer.to_q.weight[:, 0] = 1.0  # every query channel is feature 0, about 10...
+        layer.sink[0].zero_()
+        layer.sink[0][:, 0] = 1e4  # ...which the sink key matches far better than any place
+        layer.sink[1].copy_(sink_value.view(2, channels // 2))
+        out = layer(x, emb, mask, num_frames=frames) - x
+        expected = layer.proj_out(sink_value)  # every query reads the sink's value
+    torch.testing.assert_close(out, expected[None, :, None, None].expand_as(out))

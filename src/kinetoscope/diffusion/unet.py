@@ -80,12 +80,23 @@ class MotionBias(nn.Module):
     """
 
     def __init__(
-        self, context_dim: int, *, num_heads: int, hidden: int = 128, read_out: str = "mean"
+        self,
+        context_dim: int,
+        *,
+        num_heads: int,
+        hidden: int = 128,
+        read_out: str = "mean",
+        max_speed: float | None = None,
     ) -> None:
         super().__init__()
         if read_out not in ("mean", "attention"):
             raise ValueError(f"read_out must be 'mean' or 'attention', got {read_out!r}")
+        if max_speed is not None and max_speed <= 0:
+            raise ValueError(f"max_speed must be positive, got {max_speed}")
         self.num_heads = num_heads
+        # Velocities saturate softly at max_speed (frame widths per frame): a head cannot send
+        # its trajectory off the frame within a few frames, which reads only background.
+        self.max_speed = max_speed
         self.net = nn.Sequential(
             nn.Linear(context_dim, hidden), nn.SiLU(), nn.Linear(hidden, 4 * num_heads)
         )
@@ -113,7 +124,10 @@ class MotionBias(nn.Module):
             pooled = weights @ context  # (B, H, D): head h's own read-out
             out = self.net(pooled).view(*pooled.shape[:2], self.num_heads, 4)
             out = out.diagonal(dim1=1, dim2=2).transpose(1, 2)  # head h's outputs from its own
-        return out[..., :2], (self.log_spread + out[..., 2:]).exp()
+        velocity = out[..., :2]
+        if self.max_speed is not None:
+            velocity = self.max_speed * torch.tanh(velocity / self.max_speed)
+        return velocity, (self.log_spread + out[..., 2:]).exp()
 
     def forward(
         self,
@@ -308,6 +322,8 @@ class AnchorAttention(nn.Module):
         context_dim: int,
         norm_group_size: int = 1,
         read_out: str = "mean",
+        max_speed: float | None = None,
+        sink: bool = False,
     ) -> None:
         super().__init__()
         if channels % (2 * num_heads) or channels % 4:
@@ -318,7 +334,12 @@ class AnchorAttention(nn.Module):
         self.norm = group_norm(channels, min_group_size=norm_group_size)
         self.to_q = nn.Linear(channels, channels, bias=False)
         self.to_kv = nn.Linear(channels, 2 * channels, bias=False)
-        self.motion_bias = MotionBias(context_dim, num_heads=num_heads, read_out=read_out)
+        self.motion_bias = MotionBias(
+            context_dim, num_heads=num_heads, read_out=read_out, max_speed=max_speed
+        )
+        # A sink: one learned key and value per head beside frame 0's, outside the trajectory
+        # bias, that a query can attend to when frame 0 has nothing for it (zero value at first).
+        self.sink = nn.Parameter(torch.zeros(2, num_heads, channels // num_heads)) if sink else None
         self.proj_out = nn.Linear(channels, channels)
         nn.init.zeros_(self.proj_out.weight)  # starts as the identity (see AlphaMix)
         nn.init.zeros_(self.proj_out.bias)
@@ -336,6 +357,12 @@ class AnchorAttention(nn.Module):
         q = rearrange(self.to_q(queries), "b t n (h e) -> b h (t n) e", h=heads)
         k, v = rearrange(self.to_kv(tokens[:, 0] + grid), "b n (k h e) -> k b h n e", k=2, h=heads)
         q, k = self._with_trajectory(q, k, context, context_mask, num_frames, height, width)
+        if self.sink is not None:  # its extra channels are 0: no trajectory bias
+            sink_k, sink_v = (
+                s.to(q.dtype)[None, :, None].expand(len(q), -1, -1, -1) for s in self.sink
+            )
+            k = torch.cat([k, F.pad(sink_k, (0, k.shape[-1] - sink_k.shape[-1]))], dim=2)
+            v = torch.cat([v, sink_v], dim=2)
         # Values padded to the queries' width: the CPU's fused kernel is several times slower
         # when the two differ.
         dim = v.shape[-1]
@@ -421,6 +448,8 @@ class TemporalOptions:
     anchor: bool = False
     anchor_heads: int = 2
     anchor_read_out: str = "mean"
+    anchor_max_speed: float | None = None
+    anchor_sink: bool = False
 
 
 class SpatioTemporalBlock(nn.Module):
@@ -475,6 +504,8 @@ class SpatioTemporalBlock(nn.Module):
                 num_heads=temporal.anchor_heads,
                 context_dim=context_dim,
                 read_out=temporal.anchor_read_out,
+                max_speed=temporal.anchor_max_speed,
+                sink=temporal.anchor_sink,
                 **norms,
             )
             if temporal.anchor
@@ -534,6 +565,9 @@ class VideoUNet(ModelMixin, ConfigMixin):
         anchor_read_out: how their heads read a velocity from the prompt: "mean" (an MLP on
             the mean token state) or "attention" (each head pools the tokens with a learned
             query first).
+        anchor_max_speed: bound (frame widths per frame) of their velocities; None: unbounded.
+        anchor_sink: give them a learned key and value beside frame 0's, which a query can
+            attend to when frame 0 has nothing for it.
         num_heads: attention heads everywhere.
         text_dim: width D of the text encoder's token states.
     """
@@ -558,6 +592,8 @@ class VideoUNet(ModelMixin, ConfigMixin):
         anchor_levels: tuple[int, ...] = (),
         anchor_heads: int = 2,
         anchor_read_out: str = "mean",
+        anchor_max_speed: float | None = None,
+        anchor_sink: bool = False,
         num_heads: int = 4,
         text_dim: int = 384,
     ) -> None:
@@ -592,6 +628,8 @@ class VideoUNet(ModelMixin, ConfigMixin):
                     anchor=level in anchor_levels,
                     anchor_heads=anchor_heads,
                     anchor_read_out=anchor_read_out,
+                    anchor_max_speed=anchor_max_speed,
+                    anchor_sink=anchor_sink,
                 ),
                 norm_group_size=norm_group_size,
                 scale_shift=scale_shift,
