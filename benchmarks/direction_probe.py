@@ -5,6 +5,7 @@
     python benchmarks/direction_probe.py pairs REPORT.json [REPORT.json ...]
     python benchmarks/direction_probe.py loss UNET_DIR LATENT_CACHE SCHEDULER_CONFIG
     python benchmarks/direction_probe.py sensitivity UNET_DIR
+    python benchmarks/direction_probe.py anchors UNET_DIR [--resolution 64]
 
 ``motion``: from `kinetoscope eval` reports, the net displacement of single objects asked to
 move left/right/up/down, projected on the asked direction (positive = the right way).
@@ -21,6 +22,9 @@ wrong object.
 caption and with the direction word flipped (equal losses: the direction is ignored).
 ``sensitivity``: relative change of the UNet output when only the direction word changes,
 against the colour or the shape word, with the temporal layers on and off.
+``anchors``: the trajectory each anchor-attention head reads from prompts that differ only in
+their motion: velocity in pixels per frame (x, y) and spread in cells. A head that uses the
+prompt gives each motion its own velocity.
 """
 
 from __future__ import annotations
@@ -256,6 +260,37 @@ def sensitivity(unet_dir: str) -> None:
         )
 
 
+MOTIONS = ("left", "right", "up", "down", "left and right", "up and down")
+
+
+def anchor_velocities(unet, emb, mask, resolution: int) -> dict[str, tuple]:
+    """{block name: (velocity (P, H, 2) in px per frame, spread (P, H, 2) in cells)}."""
+    found = {}
+    for name, module in unet.named_modules():
+        if name.endswith("temporal_anchor") and module is not None:
+            with torch.no_grad():
+                velocity, spread = module.motion_bias.motion(emb, mask)
+            found[name.removesuffix(".temporal_anchor")] = (velocity * resolution, spread)
+    return found
+
+
+def anchors(unet_dir: str, resolution: int) -> None:
+    unet, encoder = _unet_and_encoder(unet_dir)
+    prompts = [f"the digit 3 is moving {m}" for m in MOTIONS]
+    emb, mask = encoder.encode(prompts)
+    found = anchor_velocities(unet, emb, mask, resolution)
+    if not found:
+        print(f"{unet_dir}: no anchor attention")
+    for block, (velocity, spread) in found.items():
+        print(f"{block}: velocity (x, y) px/frame per head; spread (x, y) cells")
+        for motion, v, s in zip(MOTIONS, velocity.tolist(), spread.tolist(), strict=True):
+            heads = "   ".join(
+                f"({vx:+5.2f}, {vy:+5.2f}) / ({sx:.2f}, {sy:.2f})"
+                for (vx, vy), (sx, sy) in zip(v, s)
+            )
+            print(f"  {motion:15s} {heads}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="probe", required=True)
@@ -267,6 +302,9 @@ def main() -> None:
     p.add_argument("cache")
     p.add_argument("scheduler_config")
     sub.add_parser("sensitivity").add_argument("unet_dir")
+    p = sub.add_parser("anchors")
+    p.add_argument("unet_dir")
+    p.add_argument("--resolution", type=int, default=64, help="frame size in pixels")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.probe == "motion":
@@ -277,6 +315,8 @@ def main() -> None:
         pairs(args.reports)
     elif args.probe == "loss":
         loss(args.unet_dir, args.cache, args.scheduler_config)
+    elif args.probe == "anchors":
+        anchors(args.unet_dir, args.resolution)
     else:
         sensitivity(args.unet_dir)
 

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from helpers import load_benchmark
 from kinetoscope.eval.tracking import classify_motion
@@ -102,3 +103,24 @@ def test_pairs_sorts_two_object_clips_and_finds_motion_on_the_wrong_object(tmp_p
     out = capsys.readouterr().out
     assert "6 objects: right 2, misread, motion right 1, motion wrong 2, lost 1" in out
     assert "1/2 went the partner's way" in out
+
+
+def test_anchor_velocities_are_read_per_block_and_head_in_pixels():
+    from kinetoscope.diffusion.unet import VideoUNet
+
+    probe = load_benchmark("direction_probe")
+    torch.manual_seed(0)
+    unet = VideoUNet(
+        channels=(16, 32), attention_levels=(1,), anchor_levels=(0,), num_heads=2, text_dim=16
+    )
+    emb = torch.randn(6, 5, 16)
+    mask = torch.ones(6, 5, dtype=torch.bool)
+    found = probe.anchor_velocities(unet, emb, mask, resolution=64)
+    assert set(found) == {"down_blocks.0", "up_blocks.2", "up_blocks.3"}  # level 0 only
+    velocity, spread = found["down_blocks.0"]
+    assert velocity.shape == spread.shape == (6, 2, 2)
+    assert not velocity.any()  # zero-initialised read-out: at rest for every prompt
+    with torch.no_grad():
+        unet.down_blocks[0].temporal_anchor.motion_bias.net[-1].bias[0] = 1 / 32
+    velocity, _ = probe.anchor_velocities(unet, emb, mask, resolution=64)["down_blocks.0"]
+    torch.testing.assert_close(velocity[:, 0, 0], torch.full((6,), 2.0))  # 2 px per frame
