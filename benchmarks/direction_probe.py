@@ -286,7 +286,7 @@ def anchors(unet_dir: str, resolution: int) -> None:
         for motion, v, s in zip(MOTIONS, velocity.tolist(), spread.tolist(), strict=True):
             heads = "   ".join(
                 f"({vx:+5.2f}, {vy:+5.2f}) / ({sx:.2f}, {sy:.2f})"
-                for (vx, vy), (sx, sy) in zip(v, s)
+                for (vx, vy), (sx, sy) in zip(v, s, strict=True)
             )
             print(f"  {motion:15s} {heads}")
 
