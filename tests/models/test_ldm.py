@@ -946,3 +946,28 @@ def test_anchor_velocities_saturate_and_a_sink_can_take_the_attention():
         out = layer(x, emb, mask, num_frames=frames) - x
         expected = layer.proj_out(sink_value)  # every query reads the sink's value
     torch.testing.assert_close(out, expected[None, :, None, None].expand_as(out))
+
+
+def test_a_fixed_trajectory_bank_gives_each_head_its_velocity_for_every_prompt(tmp_path):
+    from kinetoscope.diffusion.unet import MotionBias
+
+    bank = [[1 / 32, 0.0], [-1 / 32, 0.0], [0.0, 1 / 32], [0.0, -1 / 32]]
+    bias_layer = MotionBias(16, num_heads=4, read_out="fixed", velocities=bank)
+    emb, mask = text(3)
+    velocity, spread = bias_layer.motion(emb, mask)
+    torch.testing.assert_close(velocity, torch.tensor(bank).expand(3, 4, 2))
+    torch.testing.assert_close(spread, torch.full((3, 4, 2), 1.5))
+    assert bias_layer.net is None and "fixed_velocity" not in bias_layer.state_dict()
+    with pytest.raises(ValueError, match="velocities"):
+        MotionBias(16, num_heads=4, read_out="fixed")
+    with pytest.raises(ValueError, match="per head"):
+        MotionBias(16, num_heads=2, read_out="fixed", velocities=bank)
+    options = dict(anchor_levels=(0,), anchor_read_out="fixed", anchor_velocities=bank)
+    with pytest.raises(ValueError, match="anchor_heads"):
+        VideoUNet(**TINY_UNET, **options)
+    torch.manual_seed(0)
+    model = VideoUNet(**TINY_UNET, **options, anchor_heads=4)
+    model.save_pretrained(tmp_path)  # the bank is configuration, not weights
+    again = VideoUNet.from_pretrained(tmp_path)
+    velocity, _ = again.down_blocks[0].temporal_anchor.motion_bias.motion(emb, mask)
+    torch.testing.assert_close(velocity, torch.tensor(bank).expand(3, 4, 2))

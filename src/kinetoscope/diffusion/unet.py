@@ -87,16 +87,31 @@ class MotionBias(nn.Module):
         hidden: int = 128,
         read_out: str = "mean",
         max_speed: float | None = None,
+        velocities: list[list[float]] | None = None,
     ) -> None:
         super().__init__()
-        if read_out not in ("mean", "attention"):
-            raise ValueError(f"read_out must be 'mean' or 'attention', got {read_out!r}")
+        if read_out not in ("mean", "attention", "fixed"):
+            raise ValueError(f"read_out must be 'mean', 'attention' or 'fixed', got {read_out!r}")
+        if (read_out == "fixed") != (velocities is not None):
+            raise ValueError("velocities are given exactly when read_out is 'fixed'")
+        if velocities is not None and torch.tensor(velocities).shape != (num_heads, 2):
+            raise ValueError(f"need one (vx, vy) per head ({num_heads}), got {velocities}")
         if max_speed is not None and max_speed <= 0:
             raise ValueError(f"max_speed must be positive, got {max_speed}")
         self.num_heads = num_heads
         # Velocities saturate softly at max_speed (frame widths per frame): a head cannot send
         # its trajectory off the frame within a few frames, which reads only background.
         self.max_speed = max_speed
+        self.log_spread = nn.Parameter(torch.full((num_heads, 2), math.log(1.5)))
+        # "fixed": a bank of given trajectories (one velocity per head, not read from the prompt;
+        # the layers after the attention choose among them), with learned spreads.
+        self.fixed_velocity: torch.Tensor | None
+        if velocities is not None:
+            self.net = None
+            self.register_buffer("fixed_velocity", torch.tensor(velocities), persistent=False)
+            self.read_query = None
+            return
+        self.fixed_velocity = None
         self.net = nn.Sequential(
             nn.Linear(context_dim, hidden), nn.SiLU(), nn.Linear(hidden, 4 * num_heads)
         )
@@ -113,6 +128,10 @@ class MotionBias(nn.Module):
         self, context: torch.Tensor, context_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(velocity (B, H, 2) in frame widths per frame, spread (B, H, 2) in cells), x then y."""
+        if self.fixed_velocity is not None:
+            shape = (context.shape[0], self.num_heads, 2)
+            velocity = self.fixed_velocity.to(context.dtype).expand(shape)
+            return velocity, self.log_spread.exp().to(context.dtype).expand(shape)
         mask = context_mask.bool()
         if self.read_query is None:
             weights = mask[..., None].to(context.dtype)
@@ -324,6 +343,7 @@ class AnchorAttention(nn.Module):
         read_out: str = "mean",
         max_speed: float | None = None,
         sink: bool = False,
+        velocities: list[list[float]] | None = None,
     ) -> None:
         super().__init__()
         if channels % (2 * num_heads) or channels % 4:
@@ -335,7 +355,11 @@ class AnchorAttention(nn.Module):
         self.to_q = nn.Linear(channels, channels, bias=False)
         self.to_kv = nn.Linear(channels, 2 * channels, bias=False)
         self.motion_bias = MotionBias(
-            context_dim, num_heads=num_heads, read_out=read_out, max_speed=max_speed
+            context_dim,
+            num_heads=num_heads,
+            read_out=read_out,
+            max_speed=max_speed,
+            velocities=velocities,
         )
         # A sink: one learned key and value per head beside frame 0's, outside the trajectory
         # bias, that a query can attend to when frame 0 has nothing for it (zero value at first).
@@ -450,6 +474,7 @@ class TemporalOptions:
     anchor_read_out: str = "mean"
     anchor_max_speed: float | None = None
     anchor_sink: bool = False
+    anchor_velocities: tuple | None = None
 
 
 class SpatioTemporalBlock(nn.Module):
@@ -506,6 +531,7 @@ class SpatioTemporalBlock(nn.Module):
                 read_out=temporal.anchor_read_out,
                 max_speed=temporal.anchor_max_speed,
                 sink=temporal.anchor_sink,
+                velocities=temporal.anchor_velocities,
                 **norms,
             )
             if temporal.anchor
@@ -563,11 +589,13 @@ class VideoUNet(ModelMixin, ConfigMixin):
             frame reads the first frame along a prompt-given trajectory).
         anchor_heads: heads (trajectories) of those anchor attentions.
         anchor_read_out: how their heads read a velocity from the prompt: "mean" (an MLP on
-            the mean token state) or "attention" (each head pools the tokens with a learned
-            query first).
+            the mean token state), "attention" (each head pools the tokens with a learned
+            query first) or "fixed" (``anchor_velocities``).
         anchor_max_speed: bound (frame widths per frame) of their velocities; None: unbounded.
         anchor_sink: give them a learned key and value beside frame 0's, which a query can
             attend to when frame 0 has nothing for it.
+        anchor_velocities: with ``anchor_read_out: fixed``, one (vx, vy) per head in frame
+            widths per frame: a bank of given trajectories instead of prompt-read ones.
         num_heads: attention heads everywhere.
         text_dim: width D of the text encoder's token states.
     """
@@ -594,12 +622,18 @@ class VideoUNet(ModelMixin, ConfigMixin):
         anchor_read_out: str = "mean",
         anchor_max_speed: float | None = None,
         anchor_sink: bool = False,
+        anchor_velocities: list[list[float]] | None = None,
         num_heads: int = 4,
         text_dim: int = 384,
     ) -> None:
         super().__init__()
         if motion_bias and not spacetime_attention_levels:
             raise ValueError("motion_bias needs spacetime_attention_levels")
+        if anchor_velocities is not None and len(anchor_velocities) != anchor_heads:
+            raise ValueError(
+                f"anchor_heads ({anchor_heads}) must match the {len(anchor_velocities)} "
+                "anchor_velocities (one per head)"
+            )
         channels = tuple(channels)
         temporal_kernel = tuple(temporal_kernel)
         wide_kernel = (temporal_kernel[0], max(temporal_kernel[1], 3), max(temporal_kernel[2], 3))
@@ -630,6 +664,7 @@ class VideoUNet(ModelMixin, ConfigMixin):
                     anchor_read_out=anchor_read_out,
                     anchor_max_speed=anchor_max_speed,
                     anchor_sink=anchor_sink,
+                    anchor_velocities=anchor_velocities,
                 ),
                 norm_group_size=norm_group_size,
                 scale_shift=scale_shift,
