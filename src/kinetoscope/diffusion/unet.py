@@ -184,29 +184,6 @@ class MotionBias(nn.Module):
         index_y = (y[None, :] - y[:, None] + height - 1) * steps + frames
         return terms[0][..., index_x] + terms[1][..., index_y]
 
-    def anchor_terms(
-        self,
-        context: torch.Tensor,
-        context_mask: torch.Tensor,
-        *,
-        num_frames: int,
-        height: int,
-        width: int,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The row and column terms of ``anchor``'s bias: (B, H, T, h, h) and (B, H, T, w, w),
-        indexed (frame, query place, key place) on their axis."""
-        velocity, spread = self.motion(context, context_mask)
-        device, dtype = context.device, context.dtype
-        frames = torch.arange(num_frames, device=device, dtype=dtype)  # elapsed since frame 0
-        terms = []
-        for axis, size in ((1, height), (0, width)):
-            place = torch.arange(size, device=device, dtype=dtype)
-            offset = place[None, :] - place[:, None]  # (query, key): key - query
-            speed = velocity[..., axis, None, None, None] * size  # cells per frame
-            scaled = (offset + speed * frames[:, None, None]) / spread[..., axis, None, None, None]
-            terms.append(-0.5 * scaled.square())
-        return terms[0], terms[1]
-
     def anchor(
         self,
         context: torch.Tensor,
@@ -219,11 +196,20 @@ class MotionBias(nn.Module):
         """The bias of queries at every frame towards keys of frame 0 only (``AnchorAttention``).
 
         context (B, L, D) -> (B, H, T*h*w, h*w), queries in (t h w) order, keys in (h w) order:
-        the key columns of frame 0 in ``forward``'s bias, without its N x N table.
+        the key columns of frame 0 in ``forward``'s bias, without its N x N table. (The
+        attention itself carries this bias in extra channels: ``AnchorAttention``.)
         """
-        rows, cols = self.anchor_terms(
-            context, context_mask, num_frames=num_frames, height=height, width=width
-        )
+        velocity, spread = self.motion(context, context_mask)
+        device, dtype = context.device, context.dtype
+        frames = torch.arange(num_frames, device=device, dtype=dtype)  # elapsed since frame 0
+        terms = []  # (B, H, T, query place, key place) per axis: rows, then columns
+        for axis, size in ((1, height), (0, width)):
+            place = torch.arange(size, device=device, dtype=dtype)
+            offset = place[None, :] - place[:, None]  # key - query
+            speed = velocity[..., axis, None, None, None] * size  # cells per frame
+            scaled = (offset + speed * frames[:, None, None]) / spread[..., axis, None, None, None]
+            terms.append(-0.5 * scaled.square())
+        rows, cols = terms
         bias = rows[..., :, None, :, None] + cols[..., None, :, None, :]
         return bias.flatten(-2).flatten(2, 4)
 
