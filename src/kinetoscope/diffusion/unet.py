@@ -313,7 +313,7 @@ class AnchorAttention(nn.Module):
     image model, or given as context), and in a clip of the worlds every later frame shows
     that frame's content moved along the asked motion. A query at frame t and place p reads
     frame 0's tokens with a ``MotionBias`` (keys around p - v t favoured, v read from the
-    prompt per head) on top of the content and position match. Unlike space-time attention
+    prompt per head, or one of a fixed bank) on top of the content and position match. Unlike space-time attention
     over all T*h*w tokens it costs T*h*w x h*w, so it fits the finest level, where places
     are 4 px cells and a digit's strokes are still resolved. Residual with a zero-initialised
     output projection: a model grown with it starts out computing what it did without.
