@@ -9,7 +9,8 @@ import torch
 from diffusers import DDPMScheduler
 
 from kinetoscope.autoencoders.vae import VideoAutoencoderKL
-from kinetoscope.diffusion.unet import VideoUNet, grid_positions
+from kinetoscope.diffusion.trajectories import grid_positions
+from kinetoscope.diffusion.unet import VideoUNet
 from kinetoscope.train.ldm import denoising_loss, vae_loss, vae_temporal_loss
 
 TINY_UNET = dict(
@@ -733,7 +734,7 @@ def test_spacetime_attention_links_any_place_and_frame_per_pixel_attention_does_
 
 
 def test_motion_bias_points_each_query_along_the_prompted_trajectory():
-    from kinetoscope.diffusion.unet import MotionBias
+    from kinetoscope.diffusion.trajectories import MotionBias
 
     torch.manual_seed(0)
     bias_layer = MotionBias(16, num_heads=2)
@@ -800,7 +801,7 @@ def test_motion_bias_is_trained_in_stage_two_and_reaches_the_output():
 
 def test_anchor_bias_is_the_motion_bias_towards_the_first_frame():
     """MotionBias.anchor equals the full space-time bias restricted to frame 0's keys."""
-    from kinetoscope.diffusion.unet import MotionBias
+    from kinetoscope.diffusion.trajectories import MotionBias
 
     torch.manual_seed(0)
     bias_layer = MotionBias(16, num_heads=2)
@@ -817,7 +818,7 @@ def test_anchor_bias_is_the_motion_bias_towards_the_first_frame():
 def test_anchor_attention_copies_the_first_frame_along_the_prompted_velocity():
     """With its bias sharp and a velocity of one cell per frame to the right, a frame's output
     at a place is frame 0's content one cell to the left per elapsed frame."""
-    from kinetoscope.diffusion.unet import AnchorAttention
+    from kinetoscope.diffusion.trajectories import AnchorAttention
 
     torch.manual_seed(0)
     frames, size, channels = 4, 8, 16
@@ -875,7 +876,7 @@ def test_anchor_attention_grows_a_trained_unet_without_changing_it(tmp_path):
 
 def test_anchor_attention_equals_attention_with_the_explicit_bias():
     """The extra query/key channels reproduce softmax(q k / sqrt(E) + MotionBias.anchor) v."""
-    from kinetoscope.diffusion.unet import AnchorAttention
+    from kinetoscope.diffusion.trajectories import AnchorAttention
 
     torch.manual_seed(0)
     frames, height, width, channels, heads = 3, 4, 6, 16, 2
@@ -894,7 +895,7 @@ def test_anchor_attention_equals_attention_with_the_explicit_bias():
 
 
 def test_motion_bias_attention_read_out_starts_as_the_mean_and_can_pick_one_word():
-    from kinetoscope.diffusion.unet import MotionBias
+    from kinetoscope.diffusion.trajectories import MotionBias
 
     torch.manual_seed(0)
     mean = MotionBias(16, num_heads=2)
@@ -918,7 +919,7 @@ def test_motion_bias_attention_read_out_starts_as_the_mean_and_can_pick_one_word
 
 
 def test_anchor_velocities_saturate_and_a_sink_can_take_the_attention():
-    from kinetoscope.diffusion.unet import AnchorAttention, MotionBias
+    from kinetoscope.diffusion.trajectories import AnchorAttention, MotionBias
 
     torch.manual_seed(0)
     emb, mask = text(1)
@@ -949,7 +950,7 @@ def test_anchor_velocities_saturate_and_a_sink_can_take_the_attention():
 
 
 def test_a_fixed_trajectory_bank_gives_each_head_its_velocity_for_every_prompt(tmp_path):
-    from kinetoscope.diffusion.unet import MotionBias
+    from kinetoscope.diffusion.trajectories import MotionBias
 
     bank = [[1 / 32, 0.0], [-1 / 32, 0.0], [0.0, 1 / 32], [0.0, -1 / 32]]
     bias_layer = MotionBias(16, num_heads=4, read_out="fixed", velocities=bank)
