@@ -3,6 +3,7 @@ interpolation stage, and the pipeline's temporal interpolation."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -111,6 +112,56 @@ def test_a_separate_interpolation_model_leaves_the_generator_as_stage_5_made_it(
         train_ldm(tiny_recipe(unet_interpolation={"separate": "yes"}), tmp_path / "r2")
     with pytest.raises(ValueError, match="weights_dtype"):
         dataclasses.replace(recipe, weights_dtype="int8")
+
+
+def test_a_joint_video_stage_trains_spatial_weights_and_keeps_the_image_model_for_frame_0(
+    tmp_path, fake_encoder
+):
+    """spatial_lr_scale > 0 trains the spatial weights on clips too; the pipeline keeps the
+    image model's own weights apart, saves and reloads them, and draws frame 0 with them."""
+    import dataclasses
+
+    run = tmp_path / "run"
+    recipe = tiny_recipe(unet_temporal={"context_fraction": 0.5, "spatial_lr_scale": 0.5})
+    recipe = dataclasses.replace(recipe, sampling={**recipe.sampling, "first_frame": "image"})
+    pipe = TextToVideoPipeline.from_pretrained(train_ldm(recipe, run))
+    assert (run / "pipeline" / "image" / "spatial.safetensors").is_file()
+    image = VideoUNet.from_pretrained(run / "unet-image")
+    trained, kept = dict(pipe.unet.named_parameters()), dict(pipe.image_unet.named_parameters())
+    temporal = pipe.unet.temporal_parameter_names()
+    for name, weight in image.named_parameters():
+        if name not in temporal:
+            assert torch.equal(kept[name], weight), name  # the image model, as stage 4 left it
+    moved = {n for n in trained if n not in temporal and not torch.equal(trained[n], kept[n])}
+    assert moved  # the clips trained spatial weights as well
+    assert all(torch.equal(trained[n], kept[n]) for n in temporal)  # one set of temporal layers
+
+    # Image-first sampling draws frame 0 with the image model alone, the clip with the
+    # generator; swapping the generator in for the image model changes the clip.
+    pipe._text_encoder, pipe.graphs.after = fake_encoder, None
+    calls = []
+    for model in (pipe.unet, pipe.image_unet):
+        forward = model.forward
+
+        def spy(*args, use_temporal=True, model=model, forward=forward):
+            calls.append((model is pipe.image_unet, use_temporal))
+            return forward(*args, use_temporal=use_temporal)
+
+        model.forward = spy
+    prompt = "a small red circle is moving left"
+    clip = pipe(prompt, seed=0, progress=False, precision="float32").frames[0].frames
+    assert set(calls) == {(True, False), (False, True)}
+    pipe.image_unet = pipe.unet
+    other = pipe(prompt, seed=0, progress=False, precision="float32").frames[0].frames
+    assert not np.array_equal(clip, other)
+
+    with pytest.raises(ValueError, match="spatial_lr_scale must be 0"):
+        train_ldm(
+            tiny_recipe(unet_interpolation={"separate": True, "spatial_lr_scale": 0.1}),
+            tmp_path / "r2",
+        )
+    with pytest.raises(ValueError, match="spatial_lr_scale must be >= 0"):
+        train_ldm(tiny_recipe(unet_temporal={"spatial_lr_scale": -1.0}), tmp_path / "r3")
 
 
 def test_a_temporal_stage_can_grow_a_trained_model(tmp_path, fake_encoder):

@@ -211,22 +211,27 @@ def test_a_separate_interpolation_model_interpolates_and_nothing_else(
     assert plain.interpolation_unet is None and not (tmp_path / "plain" / "interpolation").exists()
 
 
-def test_temporal_weights_must_fit_the_unet(pipe):
-    state = pipe.unet.temporal_state()
-    assert set(state) == pipe.unet.temporal_parameter_names()
-    spatial = next(k for k in pipe.unet.state_dict() if k not in state)
+@pytest.mark.parametrize("kind", ["temporal", "spatial"])
+def test_temporal_and_spatial_weights_must_fit_the_unet(pipe, kind):
+    get, put = getattr(pipe.unet, f"{kind}_state"), getattr(pipe.unet, f"with_{kind}_state")
+    state = get()
+    temporal = pipe.unet.temporal_parameter_names()
+    assert (set(state) == temporal) == (kind == "temporal")
+    assert set(pipe.unet.spatial_state()) | temporal == set(pipe.unet.state_dict())
+    other = next(k for k in pipe.unet.state_dict() if k not in state)
     with pytest.raises(ValueError, match="unexpected"):
-        pipe.unet.with_temporal_state({**state, spatial: pipe.unet.state_dict()[spatial]})
+        put({**state, other: pipe.unet.state_dict()[other]})
     with pytest.raises(ValueError, match="missing"):
-        pipe.unet.with_temporal_state(dict(list(state.items())[1:]))
+        put(dict(list(state.items())[1:]))
     name = next(k for k, v in state.items() if v.ndim > 1)
     with pytest.raises(ValueError, match="other shapes"):
-        pipe.unet.with_temporal_state({**state, name: state[name][:1]})
-    twin = pipe.unet.with_temporal_state({k: torch.zeros_like(v) for k, v in state.items()})
-    assert twin is not pipe.unet and all(
-        bool(v.eq(0).all()) for v in twin.temporal_state().values()
-    )
-    assert all(torch.equal(v, pipe.unet.temporal_state()[k]) for k, v in state.items())
+        put({**state, name: state[name][:1]})
+    twin = put({k: torch.zeros_like(v) for k, v in state.items()})
+    assert twin is not pipe.unet
+    assert all(bool(v.eq(0).all()) for v in getattr(twin, f"{kind}_state")().values())
+    assert all(torch.equal(v, get()[k]) for k, v in state.items())  # the original is unchanged
+    rest = getattr(twin, f"{'spatial' if kind == 'temporal' else 'temporal'}_state")()
+    assert all(torch.equal(v, pipe.unet.state_dict()[k]) for k, v in rest.items())
 
 
 def test_load_reports_missing_model(tmp_path):

@@ -417,16 +417,22 @@ class VideoUNet(ModelMixin, ConfigMixin):
         ``state`` must hold exactly this UNet's temporal weights (``temporal_state`` of a UNet
         of the same configuration); a missing, unexpected or mis-shaped one is an error.
         """
-        names, own = self.temporal_parameter_names(), self.state_dict()
+        return self._with_state(state, self.temporal_parameter_names(), kind="temporal")
+
+    def _with_state(
+        self, state: dict[str, torch.Tensor], names: set[str], kind: str = "spatial"
+    ) -> VideoUNet:
+        """A copy of this UNet with the weights ``names`` replaced by ``state``'s."""
+        own = self.state_dict()
         missing, unexpected = sorted(names - set(state)), sorted(set(state) - names)
         if missing or unexpected:
             raise ValueError(
-                f"temporal weights do not fit this UNet: missing {missing[:3]}, "
+                f"{kind} weights do not fit this UNet: missing {missing[:3]}, "
                 f"unexpected {unexpected[:3]}"
             )
         shapes = [k for k in names if tuple(state[k].shape) != tuple(own[k].shape)]
         if shapes:
-            raise ValueError(f"temporal weights of other shapes: {sorted(shapes)[:3]}")
+            raise ValueError(f"{kind} weights of other shapes: {sorted(shapes)[:3]}")
         twin = copy.deepcopy(self)
         twin.load_state_dict(state, strict=False)  # copied into twin's dtype and device
         return twin
@@ -435,6 +441,18 @@ class VideoUNet(ModelMixin, ConfigMixin):
         """Every weight that is not a temporal one (trained in stage 1, frozen in stage 2)."""
         temporal = {id(p) for p in self.temporal_parameters()}
         return [p for p in self.parameters() if id(p) not in temporal]
+
+    def spatial_state(self) -> dict[str, torch.Tensor]:
+        """The spatial weights by name (detached copies): the image model, when a joint video
+        stage has trained the spatial weights on clips too."""
+        names = set(self.state_dict()) - self.temporal_parameter_names()
+        return {k: v.detach().clone() for k, v in self.state_dict().items() if k in names}
+
+    def with_spatial_state(self, state: dict[str, torch.Tensor]) -> VideoUNet:
+        """A copy of this UNet (same temporal weights) whose spatial weights are ``state``
+        (``spatial_state`` of a UNet of the same configuration); a missing, unexpected or
+        mis-shaped weight is an error."""
+        return self._with_state(state, set(self.state_dict()) - self.temporal_parameter_names())
 
     def forward(
         self,

@@ -71,6 +71,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 INTERPOLATION_WEIGHTS = Path("interpolation") / "temporal.safetensors"
+IMAGE_WEIGHTS = Path("image") / "spatial.safetensors"
 
 
 class TextToVideoPipeline(InterpolationMixin, Pipeline):
@@ -90,6 +91,10 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
             interpolation batches, as Video LDM trains its interpolation model apart from the
             generator). ``interpolate`` then uses them; generation, story and continuation
             keep ``unet``'s. Without them, ``interpolate`` uses ``unet``.
+        image_spatial: optional spatial weights of the image model (``VideoUNet.spatial_state``),
+            when a joint video stage trained ``unet``'s spatial weights on clips as well.
+            Image-first sampling then draws frame 0 with them (and no temporal layers), the
+            rest with ``unet``. Without them, frame 0 comes from ``unet``'s own spatial weights.
     """
 
     family = "ldm"
@@ -118,6 +123,7 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
         text_clauses: bool = False,
         defaults: dict[str, Any] | None = None,
         interpolation_temporal: dict[str, torch.Tensor] | None = None,
+        image_spatial: dict[str, torch.Tensor] | None = None,
     ) -> None:
         super().__init__(
             text_encoder=text_encoder,
@@ -134,12 +140,18 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
         self.interpolation_unet: VideoUNet | None = None
         if interpolation_temporal is not None:
             self.interpolation_unet = unet.with_temporal_state(interpolation_temporal).eval()
+        # The model frame 0 of image-first sampling comes from (a UNet run without its
+        # temporal layers): the generator itself unless the image model is kept apart.
+        self.image_unet: VideoUNet = unet
+        if image_spatial is not None:
+            self.image_unet = unet.with_spatial_state(image_spatial).eval()
 
     # ------------------------------------------------------------------ persistence
     @classmethod
     def _load_extras(cls, directory: Path) -> dict[str, Any]:
-        """The noise schedule saved in ``scheduler/scheduler_config.json``, and the separate
-        interpolation model's temporal weights in ``interpolation/`` if there are any."""
+        """The noise schedule saved in ``scheduler/scheduler_config.json``, the separate
+        interpolation model's temporal weights in ``interpolation/`` and the image model's
+        spatial weights in ``image/``, if there are any."""
         from safetensors.torch import load_file
 
         path = directory / "scheduler" / "scheduler_config.json"
@@ -147,6 +159,8 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
         weights = directory / INTERPOLATION_WEIGHTS
         if weights.is_file():
             extras["interpolation_temporal"] = load_file(weights)
+        if (directory / IMAGE_WEIGHTS).is_file():
+            extras["image_spatial"] = load_file(directory / IMAGE_WEIGHTS)
         return extras
 
     def _save_extras(self, directory: Path, dtype: torch.dtype | None) -> None:
@@ -158,19 +172,24 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
         (directory / "scheduler" / "scheduler_config.json").write_text(
             json.dumps(self.scheduler_config, indent=2)
         )
+        parts = []
         if self.interpolation_unet is not None:
-            state = self.interpolation_unet.temporal_state()
-            (directory / INTERPOLATION_WEIGHTS).parent.mkdir()
+            parts.append((self.interpolation_unet.temporal_state(), INTERPOLATION_WEIGHTS))
+        if self.image_unet is not self.unet:
+            parts.append((self.image_unet.spatial_state(), IMAGE_WEIGHTS))
+        for state, path in parts:
+            (directory / path).parent.mkdir()
             save_file(
                 {k: (v if dtype is None else v.to(dtype)).contiguous() for k, v in state.items()},
-                directory / INTERPOLATION_WEIGHTS,
+                directory / path,
             )
 
     def to(self, device: str | torch.device) -> TextToVideoPipeline:
-        """Move every component, and the interpolation model if any, to ``device``."""
+        """Move every component, and the interpolation and image models if any, to ``device``."""
         super().to(device)
         if self.interpolation_unet is not None:
             self.interpolation_unet.to(device)
+        self.image_unet.to(device)
         return self
 
     def make_scheduler(self, name: str):
@@ -516,7 +535,9 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
         noise = self._noise(num_frames, generators)
         context = None
         if first_frame == "image" and num_frames > 1:
-            context = self._denoise(noise[:, :, :1], use_temporal=False, **denoise)
+            context = self._denoise(
+                noise[:, :, :1], use_temporal=False, unet=self.image_unet, **denoise
+            )
         return self._denoise(noise, context=context, callback=callback, **denoise)
 
     def _continue_latents(

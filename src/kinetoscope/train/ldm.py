@@ -450,6 +450,12 @@ def _unet_stage(
         )
     if temporal:
         groups = _temporal_groups(train_only(unet, unet.temporal_parameters()), stage)
+        spatial_scale = spatial_lr_scale(stage)
+        if spatial_scale:
+            # A joint video stage: the spatial weights adapt to clips too, at a lower rate.
+            # Frame 0 stays the image model's (the pipeline keeps its weights apart).
+            spatial = train_only_too(unet.spatial_parameters())
+            groups.append({"params": spatial, "lr": stage.lr * spatial_scale})
     else:
         unet.requires_grad_(True)
         for p in unet.temporal_parameters():
@@ -508,6 +514,23 @@ def _unet_stage(
     )
 
 
+def spatial_lr_scale(stage: StageConfig) -> float:
+    """A temporal stage's learning-rate factor for the spatial weights (extra key
+    ``spatial_lr_scale``): 0, the default, freezes them as Video LDM's stage 2 does; above 0
+    the stage trains them as well, ``stage.lr`` times this factor."""
+    scale = float(stage.extra.get("spatial_lr_scale", 0.0))
+    if scale < 0:
+        raise ValueError(f"spatial_lr_scale must be >= 0, got {scale}")
+    return scale
+
+
+def train_only_too(params: list[torch.nn.Parameter]) -> list[torch.nn.Parameter]:
+    """Let ``params`` train besides what already trains; returns them."""
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
 def noise_correlation(stage: StageConfig) -> float:
     """The frame correlation of the noise a temporal stage trains with (extra key
     ``noise_correlation``, default 0: independent frames)."""
@@ -531,15 +554,20 @@ def check_stages(recipe: LDMRecipe) -> None:
     if unknown:
         raise ValueError(f"unknown stage(s) {sorted(unknown)}; an LDM recipe has {LDM_STAGES}")
     if "unet_interpolation" in recipe.stages:
-        _interpolation_stage(recipe)
-        _separate_interpolation(recipe)
+        interpolation = _interpolation_stage(recipe)
+        if _separate_interpolation(recipe) and spatial_lr_scale(interpolation):
+            raise ValueError(
+                "a separate interpolation model shares the generator's spatial weights: "
+                "its stage cannot train them (spatial_lr_scale must be 0)"
+            )
 
 
 def _interpolation_stage(recipe: LDMRecipe) -> StageConfig:
     """Stage 6's config, its ``extra`` keys defaulting to stage 5's."""
     temporal = recipe.stage("unet_temporal")
     stage = recipe.stage("unet_interpolation")
-    stage = dataclasses.replace(stage, extra={**temporal.extra, **stage.extra})
+    inherited = {k: v for k, v in temporal.extra.items() if k != "spatial_lr_scale"}
+    stage = dataclasses.replace(stage, extra={**inherited, **stage.extra})
     if noise_correlation(stage) != noise_correlation(temporal):
         raise ValueError("unet_interpolation must keep unet_temporal's noise_correlation")
     return stage
@@ -588,6 +616,11 @@ def train_ldm(recipe: LDMRecipe, out_dir: str | Path) -> Path:
     unet = load_spatial_weights(unet, image_dir)
     unet = _unet_stage(recipe, out, unet, scheduler, cache, bank, "unet_temporal", temporal=True)
     extras: dict[str, Any] = {}
+    if spatial_lr_scale(recipe.stage("unet_temporal")):
+        # The clips changed the spatial weights: frame 0 still comes from the image model.
+        extras["image_spatial"] = load_spatial_weights(
+            copy.deepcopy(unet), image_dir
+        ).spatial_state()
     if "unet_interpolation" in recipe.stages:
         # separate: true trains a second set of temporal layers for interpolation (Video LDM's
         # own interpolation model); the generator keeps stage 5's.
