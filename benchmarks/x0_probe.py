@@ -8,7 +8,8 @@ clean clip, x0 = sqrt(a_t) x_t - sqrt(1 - a_t) v (the given frame 0 kept as it i
 estimate is decoded and judged like a finished clip. If the estimates at the first steps move
 the right way more often than the finished clips, the solver loses what the denoiser knew; if
 they do not, the denoiser's guesses are the problem. Prints a table and writes
-``DIR/x0-probe.json`` (and the clips' own report in ``DIR``).
+``DIR/x0-probe.json``, the clips' own report in ``DIR`` and ``DIR/x0-sheet.png``: for the first
+prompts, every other frame of the first asked step's estimate above the finished clip.
 """
 
 from __future__ import annotations
@@ -61,6 +62,20 @@ def clean_estimate(x: torch.Tensor, timestep: torch.Tensor, v: torch.Tensor, alp
     return torch.where(timestep[:, None, :, None, None] == 0, x, x0)
 
 
+def write_sheet(estimates: list[torch.Tensor], clips: list[torch.Tensor], path: Path) -> None:
+    """Per prompt, every other frame of the first asked step's estimate above the same frames
+    of the finished clip; tensors (3, T, H, W) in [-1, 1]."""
+    import numpy as np
+    from PIL import Image
+
+    def strip(clip: torch.Tensor) -> np.ndarray:
+        frames = ((clip[:, ::2].permute(1, 2, 3, 0).float().numpy() + 1) * 127.5).round()
+        return np.concatenate(list(frames.astype(np.uint8)), axis=1)
+
+    rows = [strip(c) for pair in zip(estimates, clips, strict=True) for c in pair]
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     from diffusers import DDPMScheduler
 
@@ -74,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--at", type=int, nargs="+", default=[0, 4, 9])
     parser.add_argument("-o", "--output", type=Path, default=Path("x0-probe"))
+    parser.add_argument(
+        "--sheet", type=int, default=8, help="prompts in DIR/x0-sheet.png (0: no sheet)"
+    )
     args = parser.parse_args(argv)
     pipe = kinetoscope.load(args.model)
     if pipe.family != "ldm" or pipe.scheduler_config.get("prediction_type") != "v_prediction":
@@ -87,13 +105,23 @@ def main(argv: list[str] | None = None) -> int:
     # bfloat16 pass would run a copy of it).
     pipe.unet = pipe.image_unet = recorder
     pipe.graphs.after, pipe.defaults["precision"] = None, "float32"
+    finished, decode = [], pipe.vae.decode_chunked
+
+    def keep_decoded(latents, **options):  # the finished clips, as the pipeline decodes them
+        video = decode(latents, **options)
+        finished.extend(video.clamp(-1.0, 1.0))
+        return video
+
+    pipe.vae.decode_chunked = keep_decoded
     clips = evaluate_variant(pipe, world=args.world, samples=args.samples, out_dir=args.output)
+    pipe.vae.decode_chunked = decode
     report = json.loads((args.output / "report.json").read_text())
 
     alphas = DDPMScheduler.from_config(pipe.scheduler_config).alphas_cumprod
     prompts = eval_prompts(args.world, split="test", count=args.samples, seed=0)
     judge, world = load_judge(), args.world.split("-")[0]
     rows = {step: [] for step in args.at}
+    estimates = []  # decoded estimates at the first asked step, in prompt order
     samples = iter(range(args.samples))
     with torch.inference_mode():
         for run in recorder.runs:
@@ -102,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             for step, (x, timestep, v) in run.items():
                 x0 = clean_estimate(x, timestep, v, alphas)
                 decoded = pipe.vae.decode_chunked(x0, chunk_size=x0.shape[2]).clamp(-1.0, 1.0)
+                if step == min(args.at):
+                    estimates.extend(decoded)
                 for i, clip in zip(indices, decoded, strict=True):
                     video = Video.from_tensor(clip.cpu(), fps=8.0)
                     verdict = judge.judge(video, prompts[i][1], world=world)
@@ -133,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
             clip_only,
         ]
     (args.output / "x0-probe.json").write_text(json.dumps(table, indent=2))
+    if args.sheet:
+        write_sheet(estimates[: args.sheet], finished[: args.sheet], args.output / "x0-sheet.png")
     print(json.dumps(table, indent=2))
     return 0
 

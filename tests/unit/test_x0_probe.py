@@ -52,3 +52,15 @@ def test_recorder_keeps_guided_predictions_at_the_asked_steps_of_each_run():
     assert inp.shape[0] == 1 and torch.equal(timestep, t[:1])
     # uncond + 3 (cond - uncond) at input 3: 3 + 3 * (6 - 3)
     torch.testing.assert_close(guided, torch.full_like(inp, 12.0))
+
+
+def test_sheet_puts_each_estimate_above_its_clip(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    probe = load_benchmark("x0_probe")
+    estimate, clip = torch.full((3, 4, 8, 8), -1.0), torch.ones(3, 4, 8, 8)
+    probe.write_sheet([estimate, estimate], [clip, clip], tmp_path / "sheet.png")
+    sheet = np.asarray(Image.open(tmp_path / "sheet.png"))
+    assert sheet.shape == (4 * 8, 2 * 8, 3)  # 2 prompts x 2 rows; frames 0 and 2 side by side
+    assert (sheet[:8] == 0).all() and (sheet[8:16] == 255).all()
