@@ -48,3 +48,28 @@ def test_video_guidance_changes_the_scale_of_the_clip_pass_only():
     pipe._denoise(None, guidance=4.0, use_temporal=False)  # frame 0 by the image model
     pipe._denoise(None, guidance=4.0)  # the clip
     assert calls == [(False, 4.0), (True, 7.0)]
+
+
+def test_a_tail_scheduler_steps_from_the_restart_timestep_to_the_end():
+    from diffusers import DPMSolverMultistepScheduler
+
+    probe = load_benchmark("restart_probe")
+    config = {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2",
+              "prediction_type": "v_prediction"}  # fmt: skip
+    full = DPMSolverMultistepScheduler(**config)
+    full.set_timesteps(15)
+    tail = probe.TailScheduler(DPMSolverMultistepScheduler(**config), 4)
+    tail.set_timesteps(15)
+    assert torch.equal(tail.timesteps, full.timesteps[4:])
+    x0 = torch.randn(2, 4)
+    a = tail.alphas_cumprod[int(tail.timesteps[0])]
+    latents, visited = a.sqrt() * x0 + (1 - a).sqrt() * torch.randn(2, 4), []
+    for t in tail.timesteps:
+        ab = tail.alphas_cumprod[int(t)]
+        v = (ab.sqrt() * latents - x0) / (1 - ab).sqrt()  # a perfect denoiser, as a v-prediction
+        latents = tail.step(v, t, latents).prev_sample
+        visited.append(tail.step_index)
+    assert visited == list(range(5, 16))  # the full schedule's steps 4..14, then the end
+    torch.testing.assert_close(latents, x0, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="restart step"):
+        probe.TailScheduler(DPMSolverMultistepScheduler(**config), 15).set_timesteps(15)
