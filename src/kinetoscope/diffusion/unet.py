@@ -419,9 +419,7 @@ class VideoUNet(ModelMixin, ConfigMixin):
         """
         return self._with_state(state, self.temporal_parameter_names(), kind="temporal")
 
-    def _with_state(
-        self, state: dict[str, torch.Tensor], names: set[str], kind: str = "spatial"
-    ) -> VideoUNet:
+    def _with_state(self, state: dict[str, torch.Tensor], names: set[str], kind: str) -> VideoUNet:
         """A copy of this UNet with the weights ``names`` replaced by ``state``'s."""
         own = self.state_dict()
         missing, unexpected = sorted(names - set(state)), sorted(set(state) - names)
@@ -445,14 +443,15 @@ class VideoUNet(ModelMixin, ConfigMixin):
     def spatial_state(self) -> dict[str, torch.Tensor]:
         """The spatial weights by name (detached copies): the image model, when a joint video
         stage has trained the spatial weights on clips too."""
-        names = set(self.state_dict()) - self.temporal_parameter_names()
-        return {k: v.detach().clone() for k, v in self.state_dict().items() if k in names}
+        temporal = self.temporal_parameter_names()
+        return {k: v.detach().clone() for k, v in self.state_dict().items() if k not in temporal}
 
     def with_spatial_state(self, state: dict[str, torch.Tensor]) -> VideoUNet:
         """A copy of this UNet (same temporal weights) whose spatial weights are ``state``
         (``spatial_state`` of a UNet of the same configuration); a missing, unexpected or
         mis-shaped weight is an error."""
-        return self._with_state(state, set(self.state_dict()) - self.temporal_parameter_names())
+        spatial = set(self.state_dict()) - self.temporal_parameter_names()
+        return self._with_state(state, spatial, kind="spatial")
 
     def forward(
         self,

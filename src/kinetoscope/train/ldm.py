@@ -454,7 +454,9 @@ def _unet_stage(
         if spatial_scale:
             # A joint video stage: the spatial weights adapt to clips too, at a lower rate.
             # Frame 0 stays the image model's (the pipeline keeps its weights apart).
-            spatial = train_only_too(unet.spatial_parameters())
+            spatial = unet.spatial_parameters()
+            for p in spatial:
+                p.requires_grad_(True)
             groups.append({"params": spatial, "lr": stage.lr * spatial_scale})
     else:
         unet.requires_grad_(True)
@@ -522,13 +524,6 @@ def spatial_lr_scale(stage: StageConfig) -> float:
     if scale < 0:
         raise ValueError(f"spatial_lr_scale must be >= 0, got {scale}")
     return scale
-
-
-def train_only_too(params: list[torch.nn.Parameter]) -> list[torch.nn.Parameter]:
-    """Let ``params`` train besides what already trains; returns them."""
-    for p in params:
-        p.requires_grad_(True)
-    return params
 
 
 def noise_correlation(stage: StageConfig) -> float:
