@@ -31,7 +31,7 @@ from diffusers import DDPMScheduler
 
 from kinetoscope.diffusion.unet import VideoUNet
 from kinetoscope.text import load_text_encoder
-from kinetoscope.train.ldm import load_spatial_weights
+from kinetoscope.train.weights import load_spatial_weights
 
 SINGLE = re.compile(r"^the digit (\d) is moving (left|right|up|down)$")
 FLIP = {"left": "right", "right": "left", "up": "down", "down": "up"}

@@ -116,7 +116,7 @@ def saved_trained_unet(directory) -> VideoUNet:
 
 def test_a_grown_unet_starts_out_computing_what_the_trained_one_did(tmp_path):
     """init_temporal_from: level 0's per-pixel temporal convs widened to (3, 3, 3)."""
-    from kinetoscope.train.ldm import load_temporal_weights
+    from kinetoscope.train.weights import load_temporal_weights
 
     trained = saved_trained_unet(tmp_path / "unet")
     torch.manual_seed(1)
@@ -148,7 +148,7 @@ def test_a_grown_unet_starts_out_computing_what_the_trained_one_did(tmp_path):
 
 def test_temporal_layers_can_move_to_a_continued_image_model(tmp_path):
     """same_image_model=False: the temporal weights are copied onto other spatial ones."""
-    from kinetoscope.train.ldm import load_temporal_weights
+    from kinetoscope.train.weights import load_temporal_weights
 
     trained = saved_trained_unet(tmp_path / "unet")
     torch.manual_seed(1)
@@ -166,7 +166,7 @@ def test_temporal_layers_can_move_to_a_continued_image_model(tmp_path):
 
 def test_temporal_layers_load_from_a_float16_save_of_the_same_image_model(tmp_path):
     """A model stored with weights_dtype float16 still counts as the same image model."""
-    from kinetoscope.train.ldm import load_temporal_weights
+    from kinetoscope.train.weights import load_temporal_weights
 
     trained = saved_trained_unet(tmp_path / "unet")
     torch.nn.Module.to(trained, torch.float16).save_pretrained(tmp_path / "half")
@@ -341,7 +341,7 @@ def test_stage_two_changes_no_spatial_weight(tmp_path):
 
 
 def test_stage_two_starts_from_stage_one_spatial_weights(tmp_path):
-    from kinetoscope.train.ldm import load_spatial_weights
+    from kinetoscope.train.weights import load_spatial_weights
 
     image = saved_trained_unet(tmp_path / "unet-image")
     torch.manual_seed(1)
@@ -844,7 +844,7 @@ def test_anchor_attention_copies_the_first_frame_along_the_prompted_velocity():
 def test_anchor_attention_grows_a_trained_unet_without_changing_it(tmp_path):
     """init_temporal_from into a UNet with anchor attention: the new weights start fresh, the
     model computes what the saved one did, and stage 2 trains them."""
-    from kinetoscope.train.ldm import load_temporal_weights
+    from kinetoscope.train.weights import load_temporal_weights
 
     trained = saved_trained_unet(tmp_path / "unet")
     torch.manual_seed(1)

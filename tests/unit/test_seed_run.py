@@ -10,7 +10,7 @@ import torch
 from helpers import load_benchmark, tiny_ldm_pipeline
 from kinetoscope.autoencoders.vae import VideoAutoencoderKL
 from kinetoscope.diffusion.unet import VideoUNet
-from kinetoscope.train.ldm import load_spatial_weights
+from kinetoscope.train.weights import load_spatial_weights
 
 
 def test_a_seeded_run_holds_the_pipelines_autoencoder_and_image_model(
