@@ -55,13 +55,12 @@ def restart_from_first_guess(pipe, start: int) -> None:
         )
         # One solver step from t = 999 to 0 returns the denoiser's estimate of the clean clip.
         guess = pipe._denoise(noise, context=context, **{**denoise, "steps": 1})
-        probe = pipe.make_scheduler(denoise["scheduler"])
-        probe.set_timesteps(denoise["steps"])
-        t = int(probe.timesteps[start])
-        a = probe.alphas_cumprod[t].to(guess)
+        make_scheduler = pipe.make_scheduler
+        tail = TailScheduler(make_scheduler(denoise["scheduler"]), start)
+        tail.set_timesteps(denoise["steps"])
+        a = tail.alphas_cumprod[int(tail.timesteps[0])].to(guess)  # at solver step ``start``
         fresh = pipe._noise(num_frames, generators)  # the generators go on: new noise
         restart = a.sqrt() * guess + (1 - a).sqrt() * fresh
-        make_scheduler = pipe.make_scheduler
         pipe.make_scheduler = lambda name: TailScheduler(make_scheduler(name), start)
         try:
             return pipe._denoise(restart, context=context, callback=callback, **denoise)

@@ -79,7 +79,6 @@ def write_sheet(estimates: list[torch.Tensor], clips: list[torch.Tensor], path: 
 def main(argv: list[str] | None = None) -> int:
     from diffusers import DDPMScheduler
 
-    from kinetoscope.data.worlds import eval_prompts
     from kinetoscope.eval.judge import load_judge
     from kinetoscope.video import Video
 
@@ -118,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     report = json.loads((args.output / "report.json").read_text())
 
     alphas = DDPMScheduler.from_config(pipe.scheduler_config).alphas_cumprod
-    prompts = eval_prompts(args.world, split="test", count=args.samples, seed=0)
+    expected = [sample["expected"] for sample in report["samples"]]  # in prompt order
     judge, world = load_judge(), args.world.split("-")[0]
     rows = {step: [] for step in args.at}
     estimates = []  # decoded estimates at the first asked step, in prompt order
@@ -134,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                     estimates.extend(decoded)
                 for i, clip in zip(indices, decoded, strict=True):
                     video = Video.from_tensor(clip.cpu(), fps=8.0)
-                    verdict = judge.judge(video, prompts[i][1], world=world)
+                    verdict = judge.judge(video, expected[i], world=world)
                     rows[step].append(
                         {
                             "index": i,
@@ -147,21 +146,16 @@ def main(argv: list[str] | None = None) -> int:
     for step, entries in rows.items():
         entries.sort(key=lambda e: e["index"])
         names = [k for k in entries[0] if k not in ("index", "t")]
-        table[f"x0 at step {step} (t={entries[0]['t']})"] = {
-            n: sum(bool(e[n]) for e in entries) / len(entries) for n in names
-        }
-        motion_only = sum(
-            bool(e["motion"]) and not s["attributes"]["motion"]
+        summary = {n: sum(bool(e[n]) for e in entries) / len(entries) for n in names}
+        motion = [
+            (bool(e["motion"]), bool(s["attributes"]["motion"]))
             for e, s in zip(entries, report["samples"], strict=True)
-        )
-        clip_only = sum(
-            not e["motion"] and s["attributes"]["motion"]
-            for e, s in zip(entries, report["samples"], strict=True)
-        )
-        table[f"x0 at step {step} (t={entries[0]['t']})"]["motion: only x0 / only clip"] = [
-            motion_only,
-            clip_only,
         ]
+        summary["motion: only x0 / only clip"] = [
+            motion.count((True, False)),
+            motion.count((False, True)),
+        ]
+        table[f"x0 at step {step} (t={entries[0]['t']})"] = summary
     (args.output / "x0-probe.json").write_text(json.dumps(table, indent=2))
     if args.sheet:
         write_sheet(estimates[: args.sheet], finished[: args.sheet], args.output / "x0-sheet.png")
