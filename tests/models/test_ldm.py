@@ -889,7 +889,8 @@ def test_anchor_attention_equals_attention_with_the_explicit_bias():
     v = torch.randn(2, heads, height * width, channels // heads)
     bias = layer.motion_bias.anchor(emb, mask, num_frames=frames, height=height, width=width)
     expected = torch.softmax(q @ k.transpose(-1, -2) * (channels // heads) ** -0.5 + bias, -1) @ v
-    q2, k2 = layer._with_trajectory(q, k, emb, mask, frames, height, width)
+    displacement, spread = layer._motion(emb, mask, None, num_frames=frames, batch=2)
+    q2, k2 = layer._with_trajectory(q, k, displacement, spread, height, width)
     got = torch.nn.functional.scaled_dot_product_attention(q2, k2, v, scale=1.0)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
 

@@ -28,6 +28,7 @@ def denoise_latents(
     use_temporal: bool = True,
     context: torch.Tensor | None = None,
     context_at: torch.Tensor | None = None,
+    trajectory: torch.Tensor | None = None,
     callback: Callable[[int, int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """Guided denoising of ``noise`` (B, Z, T, h, w) -> clean latents with the diffusers
@@ -39,7 +40,8 @@ def denoise_latents(
     they are, with timestep 0, and are returned unchanged. Classifier-free guidance applies at
     the steps whose timestep lies in ``interval`` (fractions of the training schedule); the
     others run the conditional branch alone. ``emb`` and ``mask`` hold the prompts, then (when
-    guided) the negative prompts.
+    guided) the negative prompts. ``trajectory`` (B, S, T, 2): object tracks for a UNet with
+    given-trajectory anchors, the same in both branches (guidance steers by the text alone).
     """
     device = noise.device
     sched.set_timesteps(steps, device=device)
@@ -62,12 +64,15 @@ def denoise_latents(
             timestep = timestep.expand(model_in.shape[0], num_frames)  # (B, T)
         guide = guided and low <= int(t) <= high
         text_emb, text_mask = (emb, mask) if guide else (emb[:batch], mask[:batch])
+        tracks = () if trajectory is None else (trajectory,)
         if guide:
             model_in = torch.cat([model_in, model_in])
             if keep is not None:
                 timestep = torch.cat([timestep, timestep])
+            tracks = tuple(torch.cat([x, x]) for x in tracks)
         with autocast:
-            pred = unet(model_in, timestep, text_emb, text_mask, use_temporal=use_temporal).float()
+            pred = unet(model_in, timestep, text_emb, text_mask, *tracks, use_temporal=use_temporal)
+            pred = pred.float()
         if guide:
             cond, uncond = pred.chunk(2)
             pred = uncond + guidance * (cond - uncond)

@@ -209,13 +209,23 @@ class AnchorAttention(nn.Module):
         self.norm = group_norm(channels, min_group_size=norm_group_size)
         self.to_q = nn.Linear(channels, channels, bias=False)
         self.to_kv = nn.Linear(channels, 2 * channels, bias=False)
-        self.motion_bias = MotionBias(
-            context_dim,
-            num_heads=num_heads,
-            read_out=read_out,
-            max_speed=max_speed,
-            velocities=velocities,
-        )
+        # "given": each head follows a trajectory passed in with the clip (one object's
+        # displacement from frame 0 per frame: the data's tracks in training, a
+        # ``TrajectoryPlanner``'s at sampling), with a learned spread; no prompt read-out.
+        self.given = read_out == "given"
+        self.motion_bias: MotionBias | None = None
+        if self.given:
+            if velocities is not None or max_speed is not None:
+                raise ValueError("given trajectories take no velocities and no max_speed")
+            self.log_spread = nn.Parameter(torch.full((num_heads, 2), math.log(1.5)))
+        else:
+            self.motion_bias = MotionBias(
+                context_dim,
+                num_heads=num_heads,
+                read_out=read_out,
+                max_speed=max_speed,
+                velocities=velocities,
+            )
         # A sink: one learned key and value per head beside frame 0's, outside the trajectory
         # bias, that a query can attend to when frame 0 has nothing for it (zero value at first).
         self.sink = nn.Parameter(torch.zeros(2, num_heads, channels // num_heads)) if sink else None
@@ -224,10 +234,26 @@ class AnchorAttention(nn.Module):
         nn.init.zeros_(self.proj_out.bias)
 
     def forward(
-        self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor, *, num_frames: int
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor,
+        context_mask: torch.Tensor,
+        *,
+        num_frames: int,
+        trajectory: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x (B*T, C, h, w), context (B, L, D) -> (B*T, C, h, w)."""
+        """x (B*T, C, h, w), context (B, L, D) -> (B*T, C, h, w).
+
+        ``trajectory`` (B, H, T, 2): with ``read_out="given"``, head h's displacement from
+        frame 0 at frame t, (x, y) in frame widths. Without one, a given-trajectory anchor
+        passes ``x`` through unchanged (as for clips trained without tracks).
+        """
         height, width = x.shape[-2:]
+        displacement, spread = self._motion(
+            context, context_mask, trajectory, num_frames=num_frames, batch=len(x) // num_frames
+        )
+        if displacement is None:
+            return x
         tokens = rearrange(self.norm(x), "(b t) c h w -> b t (h w) c", t=num_frames)
         grid = grid_positions(self.channels, height, width, x.device).to(tokens.dtype)
         frame = sinusoidal_embedding(torch.arange(num_frames, device=x.device), self.channels)
@@ -235,7 +261,7 @@ class AnchorAttention(nn.Module):
         heads = self.num_heads
         q = rearrange(self.to_q(queries), "b t n (h e) -> b h (t n) e", h=heads)
         k, v = rearrange(self.to_kv(tokens[:, 0] + grid), "b n (k h e) -> k b h n e", k=2, h=heads)
-        q, k = self._with_trajectory(q, k, context, context_mask, num_frames, height, width)
+        q, k = self._with_trajectory(q, k, displacement, spread, height, width)
         if self.sink is not None:  # its extra channels are 0: no trajectory bias
             sink_k, sink_v = (
                 s.to(q.dtype)[None, :, None].expand(len(q), -1, -1, -1) for s in self.sink
@@ -249,7 +275,24 @@ class AnchorAttention(nn.Module):
         out = self.proj_out(rearrange(out[..., :dim], "b h n e -> b n (h e)"))
         return x + rearrange(out, "b (t y x) c -> (b t) c y x", t=num_frames, y=height, x=width)
 
-    def _with_trajectory(self, q, k, context, context_mask, num_frames, height, width):
+    def _motion(self, context, context_mask, trajectory, *, num_frames: int, batch: int):
+        """(displacement (B, H, T, 2) in frame widths or None, spread (B, H, 2) in cells)."""
+        if not self.given:
+            if trajectory is not None:
+                raise ValueError("this anchor attention reads its trajectories from the prompt")
+            velocity, spread = self.motion_bias.motion(context, context_mask)  # (B, H, 2) each
+            frames = torch.arange(num_frames, device=velocity.device, dtype=velocity.dtype)
+            return velocity[:, :, None, :] * frames[:, None], spread
+        if trajectory is None:
+            return None, None
+        expected = (batch, self.num_heads, num_frames, 2)
+        if tuple(trajectory.shape) != expected:
+            raise ValueError(
+                f"trajectory must be (B, heads, T, 2) = {expected}, got {tuple(trajectory.shape)}"
+            )
+        return trajectory, self.log_spread.exp()[None].expand(batch, -1, -1)
+
+    def _with_trajectory(self, q, k, displacement, spread, height, width):
         """Queries and keys whose dot products are the content logits plus the MotionBias.
 
         The bias of a query and a key is a sum over the two axes of -((key - centre) / s)^2 / 2,
@@ -261,15 +304,13 @@ class AnchorAttention(nn.Module):
         q (B, H, T*h*w, E), k (B, H, h*w, E) -> (B, H, T*h*w, E + 4), (B, H, h*w, E + 4),
         content already scaled by E^-1/2 (attend with scale 1).
         """
-        velocity, spread = self.motion_bias.motion(context, context_mask)  # (B, H, 2) each, x y
         device, dtype = q.device, torch.float32
-        frames = torch.arange(num_frames, device=device, dtype=dtype)
         query_parts, key_parts = [], []
         for axis, size in ((1, height), (0, width)):
             place = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2  # centred
             inverse = spread[..., axis].float().reciprocal().square()[..., None, None]
-            speed = velocity[..., axis].float()[..., None, None] * size  # cells per frame
-            centre = place[None, None, None, :] - speed * frames[:, None]  # (B, H, T, size)
+            moved = displacement[..., axis].float()[..., None] * size  # (B, H, T, 1) in cells
+            centre = place[None, None, None, :] - moved  # (B, H, T, size)
             query_parts.append((centre * inverse, (-0.5 * inverse).expand_as(centre)))
             key_parts.append((place, place.square()))
         (cy, qy), (cx, qx) = query_parts

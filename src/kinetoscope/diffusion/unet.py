@@ -238,7 +238,9 @@ class SpatioTemporalBlock(nn.Module):
         modules = (self.temporal_conv, self.temporal_attn, self.temporal_anchor, self.mix)
         return [m for m in modules if m is not None]
 
-    def forward(self, x, emb, context, context_mask, *, num_frames: int, use_temporal: bool):
+    def forward(
+        self, x, emb, context, context_mask, *, num_frames: int, use_temporal: bool, trajectory=None
+    ):
         """x (B*T, Cin, h, w), emb (B*T, E), context (B, L, D) -> (B*T, Cout, h, w)."""
         h = self.res(x, emb)
         if self.attn is not None:
@@ -249,7 +251,9 @@ class SpatioTemporalBlock(nn.Module):
         if self.temporal_attn is not None:
             t = self.temporal_attn(t, context, context_mask, num_frames=num_frames)
         if self.temporal_anchor is not None:
-            t = self.temporal_anchor(t, context, context_mask, num_frames=num_frames)
+            t = self.temporal_anchor(
+                t, context, context_mask, num_frames=num_frames, trajectory=trajectory
+            )
         return self.mix(h, t)
 
 
@@ -285,7 +289,9 @@ class VideoUNet(ModelMixin, ConfigMixin):
         anchor_heads: heads (trajectories) of those anchor attentions.
         anchor_read_out: how their heads read a velocity from the prompt: "mean" (an MLP on
             the mean token state), "attention" (each head pools the tokens with a learned
-            query first) or "fixed" (``anchor_velocities``).
+            query first), "fixed" (``anchor_velocities``) or "given" (each head follows one
+            object's track, passed to ``forward`` as ``trajectory``; see
+            ``kinetoscope.diffusion.planner``).
         anchor_max_speed: bound (frame widths per frame) of their velocities; None: unbounded.
         anchor_sink: give them a learned key and value beside frame 0's, which a query can
             attend to when frame 0 has nothing for it.
@@ -394,6 +400,11 @@ class VideoUNet(ModelMixin, ConfigMixin):
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
+    @property
+    def takes_trajectory(self) -> bool:
+        """Whether anchor attentions follow given object tracks (``forward``'s trajectory)."""
+        return bool(self.config.anchor_levels) and self.config.anchor_read_out == "given"
+
     def _all_blocks(self) -> list[SpatioTemporalBlock]:
         return [*self.down_blocks, *self.mid_blocks, *self.up_blocks]
 
@@ -459,6 +470,7 @@ class VideoUNet(ModelMixin, ConfigMixin):
         timestep: torch.Tensor,
         text_emb: torch.Tensor,
         text_mask: torch.Tensor,
+        trajectory: torch.Tensor | None = None,
         *,
         use_temporal: bool = True,
     ) -> torch.Tensor:
@@ -469,6 +481,9 @@ class VideoUNet(ModelMixin, ConfigMixin):
             timestep: scalar, (B,), or (B, T) per-frame diffusion timesteps (context frames
                 given clean carry timestep 0).
             text_emb: (B, L, D) token states; text_mask: (B, L) True for real tokens.
+            trajectory: (B, anchor_heads, T, 2) object tracks for given-trajectory anchor
+                attention (displacement from frame 0, x then y, in frame widths); None runs
+                those anchors as identities.
             use_temporal: False runs the image model only (stage 1, frames independent).
         Returns:
             (B, Z, T, h, w) predicted noise.
@@ -499,7 +514,13 @@ class VideoUNet(ModelMixin, ConfigMixin):
 
         def run(blk: SpatioTemporalBlock, x: torch.Tensor) -> torch.Tensor:
             return blk(
-                x, emb, text_emb, text_mask, num_frames=num_frames, use_temporal=use_temporal
+                x,
+                emb,
+                text_emb,
+                text_mask,
+                num_frames=num_frames,
+                use_temporal=use_temporal,
+                trajectory=trajectory,
             )
 
         # Channels-last frames: the CPU's 2-D convolutions run several times faster on them

@@ -6,6 +6,7 @@ scheduler (DPM-Solver++ by default; DDIM and Euler selectable) -> temporal decod
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from pathlib import Path
@@ -16,6 +17,7 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteS
 
 from kinetoscope.autoencoders.vae import VideoAutoencoderKL
 from kinetoscope.diffusion.noise import mix_frame_noise
+from kinetoscope.diffusion.planner import TrajectoryPlanner
 from kinetoscope.diffusion.sampling import denoise_latents
 from kinetoscope.diffusion.unet import VideoUNet
 from kinetoscope.nn.graphs import DenoiserGraphs
@@ -72,6 +74,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 INTERPOLATION_WEIGHTS = Path("interpolation") / "temporal.safetensors"
 IMAGE_WEIGHTS = Path("image") / "spatial.safetensors"
+PLANNER = "planner"
 
 
 class TextToVideoPipeline(InterpolationMixin, Pipeline):
@@ -124,6 +127,7 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
         defaults: dict[str, Any] | None = None,
         interpolation_temporal: dict[str, torch.Tensor] | None = None,
         image_spatial: dict[str, torch.Tensor] | None = None,
+        planner: TrajectoryPlanner | None = None,
     ) -> None:
         super().__init__(
             text_encoder=text_encoder,
@@ -145,6 +149,9 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
         self.image_unet: VideoUNet = unet
         if image_spatial is not None:
             self.image_unet = unet.with_spatial_state(image_spatial).eval()
+        # Object tracks for a generator whose anchors follow given ones, proposed from the
+        # prompt and frame 0 (image-first sampling); without a planner they run as identities.
+        self.planner = None if planner is None else planner.to(self.device).eval()
 
     # ------------------------------------------------------------------ persistence
     @classmethod
@@ -161,6 +168,8 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
             extras["interpolation_temporal"] = load_file(weights)
         if (directory / IMAGE_WEIGHTS).is_file():
             extras["image_spatial"] = load_file(directory / IMAGE_WEIGHTS)
+        if (directory / PLANNER / "config.json").is_file():
+            extras["planner"] = TrajectoryPlanner.from_pretrained(directory / PLANNER)
         return extras
 
     def _save_extras(self, directory: Path, dtype: torch.dtype | None) -> None:
@@ -177,6 +186,11 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
             parts.append((self.interpolation_unet.temporal_state(), INTERPOLATION_WEIGHTS))
         if self.image_unet is not self.unet:
             parts.append((self.image_unet.spatial_state(), IMAGE_WEIGHTS))
+        if self.planner is not None:
+            planner = self.planner
+            if dtype is not None:
+                planner = torch.nn.Module.to(copy.deepcopy(planner), dtype)
+            planner.save_pretrained(directory / PLANNER)
         for state, path in parts:
             (directory / path).parent.mkdir()
             save_file(
@@ -190,6 +204,8 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
         if self.interpolation_unet is not None:
             self.interpolation_unet.to(device)
         self.image_unet.to(device)
+        if self.planner is not None:
+            self.planner.to(device)
         return self
 
     def make_scheduler(self, name: str):
@@ -533,12 +549,37 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
     ) -> torch.Tensor:
         """Latents of new clips: all frames jointly, or frame 0 by the image model first."""
         noise = self._noise(num_frames, generators)
-        context = None
+        context, tracks = None, None
         if first_frame == "image" and num_frames > 1:
             context = self._denoise(
                 noise[:, :, :1], use_temporal=False, unet=self.image_unet, **denoise
             )
-        return self._denoise(noise, context=context, callback=callback, **denoise)
+            tracks = self._plan(context[:, :, 0], num_frames, generators, denoise)
+        return self._denoise(
+            noise, context=context, trajectory=tracks, callback=callback, **denoise
+        )
+
+    def _plan(
+        self,
+        first: torch.Tensor,
+        num_frames: int,
+        generators: list[torch.Generator],
+        denoise: dict[str, Any],
+    ) -> torch.Tensor | None:
+        """(B, S, T, 2) object tracks from the planner for clips whose frame 0 is ``first``
+        (B, Z, h, w), or None (no planner, or a clip length it was not trained for)."""
+        if self.planner is None or not self.unet.takes_trajectory:
+            return None
+        if num_frames != self.planner.config.num_frames:
+            logger.warning(
+                "the trajectory planner plans %d frames, not %d: sampling without tracks",
+                self.planner.config.num_frames,
+                num_frames,
+            )
+            return None
+        batch = first.shape[0]
+        emb, mask = denoise["emb"][:batch], denoise["mask"][:batch]  # the prompts, not negatives
+        return self.planner.sample(first.float(), emb, mask, generators)
 
     def _continue_latents(
         self,

@@ -114,6 +114,7 @@ def denoising_loss(
     high_noise_fraction: float = 0.0,
     high_noise_start: float = 0.75,
     noise_correlation: float = 0.0,
+    trajectory: torch.Tensor | None = None,
 ):
     """Denoising loss; latents (B, Z, T, h, w), one timestep per clip.
 
@@ -136,6 +137,7 @@ def denoising_loss(
 
     ``noise_correlation`` > 0 correlates the noise across frames (the mixed noise prior of
     ``kinetoscope.diffusion.noise``); the pipeline must then sample with the same value.
+    ``trajectory`` (B, S, T, 2): object tracks for a UNet with given-trajectory anchors.
     """
     noise = frame_correlated_noise(latents, noise_correlation)
     t = draw_timesteps(
@@ -145,6 +147,7 @@ def denoising_loss(
         high_noise_start=high_noise_start,
     )
     noisy = scheduler.add_noise(latents, noise, t)
+    tracks = () if trajectory is None else (trajectory,)
     kind = scheduler.config.prediction_type
     if kind == "epsilon":
         target = noise
@@ -158,7 +161,7 @@ def denoising_loss(
         frames = torch.arange(latents.shape[2], device=latents.device)
         known = frames[None, :] < context_frames.to(latents.device)[:, None]  # (B, T)
     if known is None:
-        pred = unet(noisy, t, text_emb, text_mask, use_temporal=use_temporal)
+        pred = unet(noisy, t, text_emb, text_mask, *tracks, use_temporal=use_temporal)
         return F.mse_loss(pred, target)
     is_context = known.to(latents.device).bool()
     if is_context.all(dim=1).any():
@@ -166,7 +169,7 @@ def denoising_loss(
     ctx = is_context[:, None, :, None, None]
     noisy = torch.where(ctx, latents, noisy)
     frame_t = torch.where(is_context, 0, t.to(latents.device)[:, None])  # (B, T)
-    pred = unet(noisy, frame_t, text_emb, text_mask, use_temporal=use_temporal)
+    pred = unet(noisy, frame_t, text_emb, text_mask, *tracks, use_temporal=use_temporal)
     weight = (~ctx).expand_as(pred).float()
     return ((pred - target) ** 2 * weight).sum() / weight.sum()
 
@@ -241,8 +244,14 @@ def latent_batches(
     frames: int | None,
     dropout: float,
     seed: int,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Infinite (latents (B, Z, T', h, w), text_emb, text_mask); T' = 1 random frame if frames is None."""
+    tracks: torch.Tensor | None = None,
+    track_dropout: float = 0.0,
+) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Infinite (latents (B, Z, T', h, w), text_emb, text_mask); T' = 1 random frame if frames is None.
+
+    With ``tracks`` (N, S, T, 2) of the cached clips, each batch also carries its clips' tracks,
+    or None (the whole batch) with probability ``track_dropout``: the model then also learns
+    to denoise without them."""
     rng = random.Random(seed)
     latents, wordings = cache["latents"], cache["wordings"]
     while True:
@@ -253,7 +262,10 @@ def latent_batches(
             batch = batch[torch.arange(batch_size), :, t][:, :, None]  # (B, Z, 1, h, w)
         captions = ["" if rng.random() < dropout else rng.choice(wordings[i]) for i in idx]
         emb, mask = bank(captions)
-        yield batch, emb, mask
+        if tracks is None:
+            yield batch, emb, mask
+        else:
+            yield batch, emb, mask, None if rng.random() < track_dropout else tracks[idx].float()
 
 
 # ----------------------------------------------------------------------------- stages
@@ -398,9 +410,12 @@ def _unet_stage(
         raise ValueError(f"max_context_frames must lie in 1..{recipe.num_frames - 1}")
 
     def loss_fn(model, batch):
-        latents, emb, mask = batch
+        latents, emb, mask, *track = batch
         given: dict[str, torch.Tensor] = {}
+        if track and track[0] is not None:
+            given["trajectory"] = track[0]
         if interpolation and torch.rand(()).item() < interpolation:
+            given.pop("trajectory", None)  # tracks start at frame 0, windows elsewhere
             latents, given["known"] = keyframe_batch(latents, strides)
         elif context_fraction:
             given["context_frames"] = draw_context_frames(
@@ -429,6 +444,8 @@ def _unet_stage(
             frames=recipe.num_frames if temporal else None,
             dropout=recipe.text_dropout,
             seed=recipe.seed + {"unet_image": 3, "unet_temporal": 4}.get(name, 6),
+            tracks=cache.get("tracks") if temporal and unet.takes_trajectory else None,
+            track_dropout=float(stage.extra.get("track_dropout", 0.1)),
         ),
         out_dir=out / f"stage-{name}",
         ema_decay=stage.ema_decay,
@@ -459,6 +476,7 @@ LDM_STAGES = (
     "unet_image",
     "unet_temporal",
     "unet_interpolation",
+    "trajectory_planner",
 )
 
 
@@ -529,8 +547,18 @@ def train_ldm(recipe: LDMRecipe, out_dir: str | Path) -> Path:
         text_dim=encoder.dim, latent_channels=vae.config.latent_channels, **recipe.unet
     )
     unet = load_spatial_weights(unet, image_dir)
-    unet = _unet_stage(recipe, out, unet, scheduler, cache, bank, "unet_temporal", temporal=True)
     extras: dict[str, Any] = {}
+    if unet.takes_trajectory:
+        # Anchors that follow given tracks: the data's in training, a planner's at sampling.
+        from kinetoscope.train.tracks import cache_tracks, train_planner
+
+        slots = int(unet.config.anchor_heads)
+        tracks = cache_tracks(recipe, cache, cache_path, slots=slots)
+        extras["planner"] = train_planner(
+            recipe, out, cache, tracks, bank,
+            latent_channels=vae.config.latent_channels, text_dim=encoder.dim,
+        )  # fmt: skip
+    unet = _unet_stage(recipe, out, unet, scheduler, cache, bank, "unet_temporal", temporal=True)
     if spatial_lr_scale(recipe.stage("unet_temporal")):
         # The clips changed the spatial weights: frame 0 still comes from the image model.
         extras["image_spatial"] = load_spatial_weights(

@@ -1,0 +1,101 @@
+"""How often a pipeline's trajectory planner proposes the asked motion, judged as the judge would.
+
+For the first ``--samples`` clips of a world's split, the planner sees the real clip's frame 0
+(encoded by the pipeline's autoencoder) and its canonical caption, and draws one track per
+object slot with seed ``--seed`` + i, as sampling does. Each object's proposed box positions
+(its true start plus the track) are classified with the judge's own motion rules
+(``kinetoscope.eval.tracking.classify_motion``); a clip counts as right when every object's
+proposal is the asked motion (the best assignment of slots to objects). Prints the accuracy per
+motion and the mean distance to the true track, in pixels.
+
+    python benchmarks/planner_probe.py runs/ldm-mnist-trk/pipeline mnist-1 --split test
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from collections import Counter
+
+import numpy as np
+import torch
+
+import kinetoscope
+from kinetoscope.data.worlds import WorldDataset
+from kinetoscope.eval.tracking import classify_motion
+
+
+def judged_motions(start: np.ndarray, track: np.ndarray, box: int, resolution: int) -> str | None:
+    """The motion the judge reads from a box at ``start`` (x, y) moved along ``track`` (T, 2)."""
+    corners = start[None] + track * resolution  # (T, 2) x, y
+    centres = corners[:, ::-1] + box / 2  # (T, 2) y, x as classify_motion takes them
+    return classify_motion(centres)[0]
+
+
+def probe(pipe, world: str, *, split: str, samples: int, seed: int) -> dict:
+    if getattr(pipe, "planner", None) is None:
+        raise ValueError("this pipeline has no trajectory planner")
+    data = WorldDataset(world, split=split, size=samples, seed=seed)
+    resolution = data.resolution
+    right, per_motion, distance = 0, Counter(), []
+    totals = Counter()
+    for i in range(samples):
+        clip = data[i]
+        video = torch.from_numpy(clip.frames[:1]).float().div(127.5).sub(1.0)  # (1, H, W, 3)
+        video = video.permute(3, 0, 1, 2)[None].to(pipe.device)  # (1, C, 1, H, W)
+        with torch.no_grad():
+            first = pipe.vae.encode(video)[:, :, 0]
+            emb, mask = pipe.text_encoder.encode([clip.caption])
+            gen = torch.Generator(pipe.device).manual_seed(seed + i)
+            tracks = pipe.planner.sample(first, emb.to(pipe.device), mask.to(pipe.device), [gen])
+        tracks = tracks[0].cpu().numpy()  # (S, T, 2)
+        objects = clip.objects
+        best = None
+        for order in itertools.permutations(range(len(tracks)), len(objects)):
+            verdicts, dist = [], []
+            for obj, slot in zip(objects, order, strict=True):
+                pos = np.asarray(obj["positions"], dtype=np.float64)
+                start = pos[0]
+                seen = judged_motions(start, tracks[slot], obj["box"], resolution)
+                verdicts.append(seen == obj["motion"])
+                dist.append(np.abs(start + tracks[slot] * resolution - pos).mean())
+            score = (sum(verdicts), -float(np.mean(dist)))
+            if best is None or score > best[0]:
+                best = (score, verdicts, float(np.mean(dist)))
+        _, verdicts, dist = best
+        right += all(verdicts)
+        distance.append(dist)
+        for obj, ok in zip(objects, verdicts, strict=True):
+            totals[obj["motion"]] += 1
+            per_motion[obj["motion"]] += ok
+    return {
+        "world": world,
+        "split": split,
+        "samples": samples,
+        "right": right / samples,
+        "per_motion": {m: f"{per_motion[m]}/{totals[m]}" for m in sorted(totals)},
+        "mean_px_from_true_track": float(np.mean(distance)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="saved pipeline directory (or shipped model name)")
+    parser.add_argument("world", help="mnist-1, mnist-2, shapes-1 or shapes-2")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    result = probe(
+        kinetoscope.load(args.model),
+        args.world,
+        split=args.split,
+        samples=args.samples,
+        seed=args.seed,
+    )
+    for key, value in result.items():
+        print(f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    main()

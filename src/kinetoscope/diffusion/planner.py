@@ -1,0 +1,165 @@
+"""Trajectory planner: where each object of a prompt goes, given the clip's first frame.
+
+A Video LDM with given-trajectory anchor attention (``VideoUNet(anchor_read_out="given")``)
+denoises a clip along object tracks: the displacement of each object from its place in frame 0,
+frame by frame. In training the tracks come with the data; at sampling this planner proposes
+them from the prompt and the first frame's latents (drawn first by the image model), in the
+spirit of layout-then-video generation (LLM-grounded Video Diffusion, Lian et al. 2023), with a
+small learned planner in place of a language model.
+
+A prompt does not fix every track: "moving left and right" leaves the start direction open. The
+planner therefore proposes ``modes`` tracks per object slot with a probability each, trained
+winner-takes-all (only the closest proposal learns a track, its probability learns how often
+it is the closest; multiple-hypothesis prediction as in trajectory forecasting), and sampling
+draws one proposal per slot with the sample's generator.
+
+Axis legend: B batch, S object slots, M modes per slot, T frames, Z latent channels, h/w latent
+height/width, L text tokens, D text width, C planner width.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from kinetoscope.diffusion.trajectories import grid_positions
+
+RELAX = 0.05  # share of the loss the modes that did not win still get
+
+
+class TrajectoryPlanner(ModelMixin, ConfigMixin):
+    """(first-frame latents, prompt) -> per-slot track proposals and their probabilities.
+
+    Learned queries, one per (slot, mode), attend to the first frame's latent cells (a small
+    convolutional stem plus row/column positions) and to the prompt's token states in a
+    transformer decoder; each query then reads out a track of ``num_frames`` displacements
+    (frame 0's is zero), (x, y) in frame widths, and a logit.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        *,
+        latent_channels: int = 4,
+        text_dim: int = 384,
+        num_frames: int = 16,
+        slots: int = 2,
+        modes: int = 2,
+        width: int = 128,
+        layers: int = 2,
+        heads: int = 4,
+    ) -> None:
+        super().__init__()
+        if num_frames < 2 or slots < 1 or modes < 1:
+            raise ValueError("a planner needs num_frames >= 2, slots >= 1 and modes >= 1")
+        self.stem = nn.Sequential(
+            nn.Conv2d(latent_channels, width, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(width, width, 3, padding=1),
+        )
+        self.text_proj = nn.Linear(text_dim, width)
+        self.queries = nn.Parameter(torch.randn(slots * modes, width) * 0.02)
+        layer = nn.TransformerDecoderLayer(
+            width, heads, dim_feedforward=4 * width, dropout=0.0, batch_first=True, norm_first=True
+        )
+        self.decoder = nn.TransformerDecoder(layer, layers)
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, 2 * (num_frames - 1) + 1)
+
+    def forward(
+        self, first: torch.Tensor, text_emb: torch.Tensor, text_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """first (B, Z, h, w), text_emb (B, L, D), text_mask (B, L) ->
+        (tracks (B, S, M, T, 2) in frame widths, logits (B, S, M))."""
+        cfg = self.config
+        batch, _, height, width = first.shape
+        cells = self.stem(first).flatten(2).transpose(1, 2)  # (B, h*w, C)
+        cells = cells + grid_positions(cfg.width, height, width, first.device).to(cells.dtype)
+        memory = torch.cat([cells, self.text_proj(text_emb)], dim=1)
+        padding = torch.cat(
+            [torch.zeros(batch, height * width, dtype=torch.bool, device=first.device),
+             ~text_mask.bool()],
+            dim=1,
+        )  # fmt: skip
+        queries = self.queries[None].expand(batch, -1, -1)
+        out = self.head(self.norm(self.decoder(queries, memory, memory_key_padding_mask=padding)))
+        out = out.view(batch, cfg.slots, cfg.modes, -1)
+        steps = out[..., :-1].reshape(batch, cfg.slots, cfg.modes, cfg.num_frames - 1, 2)
+        tracks = torch.cat([torch.zeros_like(steps[..., :1, :]), steps], dim=-2)
+        return tracks, out[..., -1]
+
+    def loss(
+        self,
+        first: torch.Tensor,
+        text_emb: torch.Tensor,
+        text_mask: torch.Tensor,
+        tracks: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Winner-takes-all loss against the true ``tracks`` (B, S, T, 2).
+
+        Slots are matched to objects by the assignment of least error (objects have no order
+        the first frame shows); in each slot the closest mode regresses onto its track (mean
+        squared error, in frame widths; the others with weight ``RELAX``), and the logits
+        learn which mode was closest.
+        """
+        pred, logits = self(first, text_emb, text_mask)
+        slots = self.config.slots
+        if tracks.shape[1] != slots:
+            raise ValueError(f"need {slots} tracks per clip, got {tracks.shape[1]}")
+        best = None  # (total, winner errors (B, S), all errors (B, S, M), winners (B, S))
+        for order in itertools.permutations(range(slots)):
+            target = tracks[:, list(order)]  # (B, S, T, 2)
+            err = (pred - target[:, :, None]).square().mean(dim=(-1, -2))  # (B, S, M)
+            mode_err, mode = err.min(dim=-1)  # (B, S)
+            total = mode_err.sum(dim=1)  # (B,)
+            if best is None:
+                best = (total, mode_err, err, mode)
+            else:
+                better = total < best[0]
+                best = (
+                    torch.minimum(total, best[0]),
+                    torch.where(better[:, None], mode_err, best[1]),
+                    torch.where(better[:, None, None], err, best[2]),
+                    torch.where(better[:, None], mode, best[3]),
+                )
+        _, best_err, all_err, best_mode = best
+        # Relaxed winner-takes-all: the other modes get a small share of the error, so a mode
+        # that never wins is still pulled towards the data instead of staying where it began.
+        regression = (1 - RELAX) * best_err.mean() + RELAX * all_err.mean()
+        choice = F.cross_entropy(logits.flatten(0, 1), best_mode.flatten())
+        # Mean squared error in frame widths is ~1e-3 for a few pixels: scale it up so the
+        # mode logits do not dominate.
+        loss = 100.0 * regression + 0.1 * choice
+        track_px = float(best_err.detach().mean().sqrt()) * 64
+        return loss, {"track_px": track_px, "choice": float(choice.detach())}
+
+    @torch.no_grad()
+    def sample(
+        self,
+        first: torch.Tensor,
+        text_emb: torch.Tensor,
+        text_mask: torch.Tensor,
+        generators: list[torch.Generator] | None = None,
+    ) -> torch.Tensor:
+        """(B, S, T, 2) tracks: one mode per slot, drawn by its probability with sample b's
+        generator (the most likely mode without generators)."""
+        tracks, logits = self(first, text_emb, text_mask)
+        probs = logits.float().softmax(-1)  # (B, S, M)
+        if generators is None:
+            mode = probs.argmax(-1)
+        else:
+            if len(generators) != len(probs):
+                raise ValueError(f"need one generator per sample ({len(probs)})")
+            mode = torch.stack(
+                [
+                    torch.multinomial(p, 1, generator=g).squeeze(-1)
+                    for p, g in zip(probs, generators, strict=True)
+                ]
+            )
+        index = mode[..., None, None, None].expand(-1, -1, 1, *tracks.shape[-2:])
+        return tracks.gather(2, index).squeeze(2)

@@ -1,0 +1,111 @@
+"""Object tracks for given-trajectory anchor attention, and the planner stage that learns them.
+
+A world clip carries each object's per-frame box position. The latent cache holds clip i of the
+recipe's worlds taken in turn (``clip_chunks``), so the tracks of cached clip i are those of the
+same clip rendered again; ``cache_tracks`` checks that the two agree (by their captions) and
+stores the tracks in the cache. Stage ``trajectory_planner`` then trains a ``TrajectoryPlanner``
+on (cached frame-0 latents, caption, tracks).
+
+Axis legend: B batch, S object slots, T frames, Z latent channels, h/w latent height/width.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from kinetoscope.diffusion.planner import TrajectoryPlanner
+from kinetoscope.train.loop import atomic_save
+from kinetoscope.train.recipe import CaptionBank, Recipe, _world_datasets, train_stage
+
+logger = logging.getLogger(__name__)
+
+
+def clip_tracks(objects: list[dict], *, slots: int, resolution: int) -> np.ndarray:
+    """(S, T, 2) displacement of each object from frame 0, (x, y) in frame widths; slot s
+    holds object s mod (number of objects), so a one-object clip fills every slot with it."""
+    if not objects or any("positions" not in o for o in objects):
+        raise ValueError("tracks need objects with per-frame positions (world clips)")
+    positions = [np.asarray(o["positions"], dtype=np.float32) for o in objects]  # (T, 2) each
+    return np.stack(
+        [(p - p[:1]) / resolution for p in (positions[s % len(objects)] for s in range(slots))]
+    )
+
+
+def cache_tracks(recipe: Recipe, cache: dict[str, Any], path: Path, *, slots: int) -> torch.Tensor:
+    """The (N, S, T, 2) tracks of the cached clips, computed once and saved in the cache."""
+    from kinetoscope.data.worlds import caption_wordings
+
+    tracks = cache.get("tracks")
+    if tracks is not None and tracks.shape[1] == slots:
+        return tracks
+    datasets = _world_datasets(recipe)
+    wordings, found = cache["wordings"], []
+    for i in range(len(wordings)):
+        clip = datasets[i % len(datasets)][i // len(datasets)]
+        if caption_wordings(clip.world, clip.objects) != wordings[i]:
+            raise ValueError(f"cached clip {i} is not the recipe's clip {i}: rebuild the cache")
+        found.append(clip_tracks(clip.objects, slots=slots, resolution=recipe.resolution))
+        if i % 1000 == 0:
+            logger.info("tracks of %d / %d cached clips", i, len(wordings))
+    cache["tracks"] = torch.from_numpy(np.stack(found))
+    atomic_save(cache, path)
+    return cache["tracks"]
+
+
+def planner_batches(
+    cache: dict[str, Any], tracks: torch.Tensor, bank: CaptionBank, *, batch_size: int, seed: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Infinite (frame-0 latents (B, Z, h, w), text_emb, text_mask, tracks (B, S, T, 2))."""
+    rng = random.Random(seed)
+    latents, wordings = cache["latents"], cache["wordings"]
+    while True:
+        idx = [rng.randrange(len(wordings)) for _ in range(batch_size)]
+        emb, mask = bank([rng.choice(wordings[i]) for i in idx])
+        yield latents[idx, :, 0].float().contiguous(), emb, mask, tracks[idx].float()
+
+
+def train_planner(
+    recipe: Recipe,
+    out: Path,
+    cache: dict[str, Any],
+    tracks: torch.Tensor,
+    bank: CaptionBank,
+    *,
+    latent_channels: int,
+    text_dim: int,
+) -> TrajectoryPlanner:
+    """Stage ``trajectory_planner``: its ``extra`` may set the planner's ``modes``, ``width``,
+    ``layers`` and ``heads``; its slots are the tracks' and its length the recipe's clips'."""
+    stage = recipe.stage("trajectory_planner")
+    unknown = set(stage.extra) - {"modes", "width", "layers", "heads"}
+    if unknown:
+        raise ValueError(f"unknown trajectory_planner extra key(s) {sorted(unknown)}")
+    torch.manual_seed(recipe.seed + 7)
+    planner = TrajectoryPlanner(
+        latent_channels=latent_channels,
+        text_dim=text_dim,
+        num_frames=recipe.num_frames,
+        slots=tracks.shape[1],
+        **stage.extra,
+    )
+
+    def loss_fn(model, batch):
+        return model.loss(*batch)
+
+    return train_stage(
+        stage,
+        model=planner,
+        loss_fn=loss_fn,
+        batches=planner_batches(
+            cache, tracks, bank, batch_size=stage.batch_size, seed=recipe.seed + 7
+        ),
+        out_dir=out / "stage-trajectory_planner",
+        ema_decay=stage.ema_decay,
+    )

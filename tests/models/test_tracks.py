@@ -1,0 +1,269 @@
+"""Given-trajectory anchor attention, the trajectory planner, and tracks in training and sampling."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from diffusers import DDPMScheduler
+
+from kinetoscope.diffusion.planner import TrajectoryPlanner
+from kinetoscope.diffusion.trajectories import AnchorAttention
+from kinetoscope.diffusion.unet import VideoUNet
+
+TINY_UNET = dict(
+    channels=(16, 32),
+    attention_levels=(1,),
+    temporal_attention_levels=(1,),
+    num_heads=2,
+    text_dim=16,
+    anchor_levels=(0,),
+    anchor_heads=2,
+    anchor_read_out="given",
+)
+
+
+def text(batch: int, length: int = 6, dim: int = 16):
+    emb = torch.randn(batch, length, dim, generator=torch.Generator().manual_seed(1))
+    return emb, torch.ones(batch, length, dtype=torch.bool)
+
+
+def test_given_tracks_equal_a_fixed_velocity_bank_moving_at_those_velocities():
+    """A track that moves v per frame is what a fixed-bank head of velocity v follows."""
+    torch.manual_seed(0)
+    frames, size, channels = 4, 6, 16
+    bank = [[1 / size, 0.0], [0.0, -2 / size]]
+    fixed = AnchorAttention(
+        channels, num_heads=2, context_dim=16, read_out="fixed", velocities=bank
+    )
+    given = AnchorAttention(channels, num_heads=2, context_dim=16, read_out="given")
+    torch.nn.init.normal_(fixed.proj_out.weight)
+    state = {k: v for k, v in fixed.state_dict().items() if "motion_bias" not in k}
+    given.load_state_dict({**state, "log_spread": fixed.motion_bias.log_spread}, strict=True)
+    emb, mask = text(2)
+    x = torch.randn(2 * frames, channels, size, size)
+    steps = torch.arange(frames, dtype=torch.float)[:, None]
+    tracks = torch.stack([torch.tensor(v) * steps for v in bank])[None].expand(2, -1, -1, -1)
+    with torch.no_grad():
+        expected = fixed(x, emb, mask, num_frames=frames)
+        got = given(x, emb, mask, num_frames=frames, trajectory=tracks)
+        torch.testing.assert_close(got, expected)
+        # Without tracks a given-trajectory anchor is the identity; a wrong shape is refused.
+        torch.testing.assert_close(given(x, emb, mask, num_frames=frames), x)
+        with pytest.raises(ValueError, match="trajectory must be"):
+            given(x, emb, mask, num_frames=frames, trajectory=tracks[:, :1])
+        with pytest.raises(ValueError, match="reads its trajectories from the prompt"):
+            fixed(x, emb, mask, num_frames=frames, trajectory=tracks)
+    with pytest.raises(ValueError, match="no velocities"):
+        AnchorAttention(channels, num_heads=2, context_dim=16, read_out="given", velocities=bank)
+
+
+def test_a_given_track_that_turns_back_is_followed_frame_by_frame():
+    """The bias centre is frame 0's place moved back along the track: a bounce works too."""
+    torch.manual_seed(0)
+    frames, size, channels = 4, 8, 16
+    layer = AnchorAttention(channels, num_heads=2, context_dim=16, read_out="given")
+    with torch.no_grad():
+        layer.log_spread.fill_(math.log(0.05))  # the bias alone decides
+        layer.to_q.weight.zero_()
+        layer.to_kv.weight.zero_()
+        layer.to_kv.weight[channels:].copy_(torch.eye(channels))  # values: the features
+        layer.proj_out.weight.copy_(torch.eye(channels))
+        layer.norm = torch.nn.Identity()
+    x = torch.zeros(frames, channels, size, size)
+    x[0, :, 3, 2] = 1.0  # frame 0 shows one feature at row 3, column 2
+    columns = [0, 2, 1, -1]  # cells moved right by frame: out, back, and past the start
+    track = torch.tensor([[c / size, 0.0] for c in columns])[None, None].expand(1, 2, -1, -1)
+    emb, mask = text(1)
+    with torch.no_grad():
+        out = layer(x, emb, mask, num_frames=frames, trajectory=track) - x
+    for frame, column in enumerate(columns):
+        peak = out[frame].sum(0).flatten().argmax().item()
+        assert divmod(peak, size) == (3, 2 + column)
+
+
+def test_unet_tracks_change_the_output_only_through_the_anchors():
+    torch.manual_seed(0)
+    model = VideoUNet(**TINY_UNET)
+    assert (
+        model.takes_trajectory
+        and not VideoUNet(**{**TINY_UNET, "anchor_levels": ()}).takes_trajectory
+    )
+    torch.nn.init.normal_(model.conv_out.weight, std=0.1)
+    latents, (emb, mask) = torch.randn(2, 4, 3, 8, 8), text(2)
+    tracks = torch.randn(2, 2, 3, 2) * 0.1
+    with torch.no_grad():  # zero-initialised anchor output: tracks change nothing yet
+        torch.testing.assert_close(
+            model(latents, 500, emb, mask, tracks), model(latents, 500, emb, mask)
+        )
+        torch.nn.init.normal_(model.down_blocks[0].temporal_anchor.proj_out.weight)
+        moved = model(latents, 500, emb, mask, tracks)
+        assert not torch.allclose(moved, model(latents, 500, emb, mask), atol=1e-4)
+        still = model(latents, 500, emb, mask, 0 * tracks)
+        assert not torch.allclose(moved, still, atol=1e-4)
+        # the image model (no temporal layers) ignores them
+        torch.testing.assert_close(
+            model(latents, 500, emb, mask, tracks, use_temporal=False),
+            model(latents, 500, emb, mask, use_temporal=False),
+        )
+
+
+def test_planner_learns_a_word_given_track_and_splits_an_open_start_direction():
+    """Token 0 says right (+1 cell per frame) or 'either way' (half the clips each way). The
+    planner fits the first exactly and keeps both directions of the second as modes."""
+    torch.manual_seed(0)
+    frames = 4
+    planner = TrajectoryPlanner(latent_channels=2, text_dim=8, num_frames=frames, slots=1,
+                                modes=2, width=32, layers=1, heads=2)  # fmt: skip
+    right, either = torch.zeros(8), torch.zeros(8)
+    right[0], either[1] = 1.0, 1.0
+    step = torch.arange(frames, dtype=torch.float)[:, None] * torch.tensor([0.1, 0.0])
+    optimizer = torch.optim.Adam(planner.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        kind = torch.rand(32, generator=gen) < 0.5
+        sign = torch.where(torch.rand(32, generator=gen) < 0.5, 1.0, -1.0)
+        sign = torch.where(kind, 1.0, sign)
+        emb = torch.where(kind[:, None, None], right, either).expand(32, 3, 8)
+        tracks = (sign[:, None, None] * step)[:, None]  # (B, 1, T, 2)
+        first = torch.zeros(32, 2, 4, 4)
+        loss, logs = planner.loss(first, emb, torch.ones(32, 3, dtype=torch.bool), tracks)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert logs["track_px"] < 1.0  # in pixels of a 64-pixel frame
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    emb = torch.stack([right.expand(3, 8), either.expand(3, 8)])
+    with torch.no_grad():
+        proposals, logits = planner(torch.zeros(2, 2, 4, 4), emb, mask)
+    probs = logits.softmax(-1)
+    ends = proposals[..., -1, 0]  # (B, S, M) final x displacement
+    best = ends[0, 0, probs[0, 0].argmax()]
+    assert abs(best - 0.3) < 0.03
+    assert sorted(round(float(e), 1) for e in ends[1, 0]) == [-0.3, 0.3]
+    assert 0.3 < probs[1, 0, 0] < 0.7
+    # sampling is reproducible per generator and draws both directions across seeds
+    drawn = {
+        round(float(planner.sample(torch.zeros(1, 2, 4, 4), emb[1:], mask[1:],
+                                   [torch.Generator().manual_seed(s)])[0, 0, -1, 0]), 1)
+        for s in range(12)
+    }  # fmt: skip
+    assert drawn == {-0.3, 0.3}
+    again = [planner.sample(torch.zeros(1, 2, 4, 4), emb[1:], mask[1:],
+                            [torch.Generator().manual_seed(3)]) for _ in range(2)]  # fmt: skip
+    torch.testing.assert_close(*again)
+
+
+def test_planner_matches_slots_to_objects_in_either_order():
+    torch.manual_seed(0)
+    planner = TrajectoryPlanner(latent_channels=2, text_dim=8, num_frames=3, slots=2, modes=1,
+                                width=16, layers=1, heads=2)  # fmt: skip
+    first, emb, mask = (
+        torch.randn(1, 2, 4, 4),
+        torch.randn(1, 3, 8),
+        torch.ones(1, 3, dtype=torch.bool),
+    )
+    with torch.no_grad():
+        proposals, _ = planner(first, emb, mask)
+    tracks = proposals[:, :, 0]  # (1, 2, T, 2): exactly the proposals
+    loss, _ = planner.loss(first, emb, mask, tracks)
+    swapped, _ = planner.loss(first, emb, mask, tracks.flip(1))
+    torch.testing.assert_close(loss, swapped)
+    assert loss < 0.1  # only the mode-choice term of a single mode is left: 0.1 * 0
+    with pytest.raises(ValueError, match="tracks per clip"):
+        planner.loss(first, emb, mask, tracks[:, :1])
+
+
+def test_clip_tracks_follow_the_world_positions():
+    from kinetoscope.data.worlds import WorldDataset
+    from kinetoscope.train.tracks import clip_tracks
+
+    one = WorldDataset("mnist-1", split="train", size=20, seed=0)
+    clip = next(one[i] for i in range(20) if one[i].objects[0]["motion"] == "left")
+    tracks = clip_tracks(clip.objects, slots=2, resolution=64)
+    assert tracks.shape == (2, 16, 2)
+    expected = -2.0 * torch.arange(16) / 64  # 2 px per frame to the left
+    torch.testing.assert_close(torch.from_numpy(tracks[0, :, 0]), expected)
+    assert (tracks[:, :, 1] == 0).all() and (tracks[0] == tracks[1]).all()
+    two = WorldDataset("mnist-2", split="train", size=4, seed=0)[0]
+    tracks = clip_tracks(two.objects, slots=2, resolution=64)
+    for slot, obj in enumerate(two.objects):
+        pos = torch.tensor(obj["positions"], dtype=torch.float)
+        torch.testing.assert_close(torch.from_numpy(tracks[slot]), (pos - pos[0]) / 64)
+    with pytest.raises(ValueError, match="positions"):
+        clip_tracks([{"digit": 3}], slots=2, resolution=64)
+
+
+def test_tracks_reach_the_denoising_loss_and_are_dropped_for_interpolation_windows():
+    from kinetoscope.train.ldm import denoising_loss
+
+    torch.manual_seed(0)
+    model = VideoUNet(**TINY_UNET)
+    torch.nn.init.normal_(model.conv_out.weight, std=0.1)
+    torch.nn.init.normal_(model.down_blocks[0].temporal_anchor.proj_out.weight)
+    sched = DDPMScheduler(num_train_timesteps=100)
+    latents, (emb, mask) = torch.randn(2, 4, 3, 8, 8), text(2)
+    tracks = torch.randn(2, 2, 3, 2) * 0.1
+    losses = []
+    for trajectory in (None, tracks):
+        torch.manual_seed(1)
+        losses.append(denoising_loss(model, sched, latents, emb, mask, use_temporal=True,
+                                     context_frames=torch.tensor([1, 0]), trajectory=trajectory))  # fmt: skip
+    assert not torch.allclose(*losses)
+
+
+def tracked_pipeline(text_encoder, *, planner: bool = True):
+    """A tiny pipeline whose generator's anchors follow given tracks, with a random planner."""
+    from kinetoscope.autoencoders.vae import VideoAutoencoderKL
+    from kinetoscope.pipelines.text_to_video import TextToVideoPipeline
+
+    torch.manual_seed(0)
+    unet = VideoUNet(**TINY_UNET)
+    with torch.no_grad():
+        unet.conv_out.weight.normal_(0, 0.2)
+        unet.down_blocks[0].temporal_anchor.proj_out.weight.normal_(0, 0.5)
+    proposals = TrajectoryPlanner(latent_channels=4, text_dim=16, num_frames=4, width=16,
+                                  layers=1, heads=2)  # fmt: skip
+    with torch.no_grad():
+        proposals.head.weight.normal_(0, 0.5)  # tracks of a few cells
+    pipe = TextToVideoPipeline(
+        vae=VideoAutoencoderKL(channels=(8, 16), latent_channels=4),
+        unet=unet,
+        scheduler_config=dict(DDPMScheduler(num_train_timesteps=100).config),
+        text_encoder="fake",
+        max_length=8,
+        defaults={
+            "num_frames": 4,
+            "resolution": 16,
+            "num_inference_steps": 2,
+            "first_frame": "image",
+        },  # fmt: skip
+        planner=proposals if planner else None,
+    )
+    pipe._text_encoder = text_encoder
+    return pipe
+
+
+def test_the_pipeline_plans_tracks_after_frame_0_and_saves_its_planner(tmp_path, fake_text_encoder):
+    from kinetoscope.pipelines.text_to_video import TextToVideoPipeline
+
+    pipe = tracked_pipeline(fake_text_encoder)
+    plain = tracked_pipeline(fake_text_encoder, planner=False)
+    prompt = ["the digit 3 is moving left", "a red square is moving up"]
+    run = dict(seed=5, progress=False)
+    out = pipe(prompt, **run).frames
+    again = pipe(prompt, **run).frames
+    untracked = plain(prompt, **run).frames
+    for a, b, c in zip(out, again, untracked, strict=True):
+        assert (a.frames == b.frames).all()  # reproducible: the planner draws from the seed
+        assert (a.frames[0] == c.frames[0]).all()  # frame 0 comes before the tracks
+        assert not (a.frames == c.frames).all()  # the clip follows them
+    loaded = TextToVideoPipeline.from_pretrained(pipe.save_pretrained(tmp_path / "m"))
+    loaded._text_encoder = fake_text_encoder
+    assert loaded.planner is not None
+    for a, b in zip(out, loaded(prompt, **run).frames, strict=True):
+        assert (a.frames == b.frames).all()
+    # A clip length the planner was not trained for: no tracks, as without a planner.
+    longer = pipe(prompt[:1], num_frames=6, **run).frames[0]
+    assert (longer.frames == plain(prompt[:1], num_frames=6, **run).frames[0].frames).all()
