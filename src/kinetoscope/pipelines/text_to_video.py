@@ -566,20 +566,22 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
         generators: list[torch.Generator],
         denoise: dict[str, Any],
     ) -> torch.Tensor | None:
-        """(B, S, T, 2) object tracks from the planner for clips whose frame 0 is ``first``
-        (B, Z, h, w), or None (no planner, or a clip length it was not trained for)."""
+        """(B, S, num_frames, 2) object tracks from the planner for windows whose frame 0 is
+        ``first`` (B, Z, h, w), or None: no planner, or a window longer than it plans (a
+        shorter one takes the start of its tracks)."""
         if self.planner is None or not self.unet.takes_trajectory:
             return None
-        if num_frames != self.planner.config.num_frames:
+        planned = self.planner.config.num_frames
+        if num_frames > planned:
             logger.warning(
                 "the trajectory planner plans %d frames, not %d: sampling without tracks",
-                self.planner.config.num_frames,
+                planned,
                 num_frames,
             )
             return None
         batch = first.shape[0]
         emb, mask = denoise["emb"][:batch], denoise["mask"][:batch]  # the prompts, not negatives
-        return self.planner.sample(first.float(), emb, mask, generators)
+        return self.planner.sample(first.float(), emb, mask, generators)[:, :, :num_frames]
 
     def _continue_latents(
         self,
@@ -599,7 +601,11 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
         while remaining:
             count = min(remaining, self.window - k)
             noise = self._noise(k + count, generators)
-            latents = self._denoise(noise, context=history[:, :, -k:], callback=callback, **denoise)
+            # Tracks from the window's first frame (the oldest context frame) under its prompt.
+            tracks = self._plan(history[:, :, -k], k + count, generators, denoise)
+            latents = self._denoise(
+                noise, context=history[:, :, -k:], trajectory=tracks, callback=callback, **denoise
+            )
             new.append(latents[:, :, k:])
             history = latents
             remaining -= count
