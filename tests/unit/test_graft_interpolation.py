@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import load_benchmark, tiny_ldm_pipeline
 
+from helpers import load_benchmark, tiny_ldm_pipeline
 from kinetoscope.diffusion.unet import VideoUNet
 
 graft = load_benchmark("graft_interpolation")
