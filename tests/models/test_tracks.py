@@ -284,3 +284,26 @@ def test_continuation_windows_plan_from_their_first_context_frame(fake_text_enco
     gen = [torch.Generator().manual_seed(0)]
     assert pipe._plan(first, 3, gen, denoise).shape == (1, 2, 3, 2)  # the start of 4 planned
     assert pipe._plan(first, 5, gen, denoise) is None
+
+
+def test_nan_tracks_leave_their_clips_untracked_and_track_guidance_uses_them(fake_text_encoder):
+    torch.manual_seed(0)
+    layer = AnchorAttention(16, num_heads=2, context_dim=16, read_out="given")
+    torch.nn.init.normal_(layer.proj_out.weight)
+    emb, mask = text(2)
+    x = torch.randn(2 * 3, 16, 4, 4)
+    tracks = torch.randn(2, 2, 3, 2) * 0.1
+    mixed = tracks.clone()
+    mixed[1] = float("nan")
+    with torch.no_grad():
+        both = layer(x, emb, mask, num_frames=3, trajectory=tracks)
+        got = layer(x, emb, mask, num_frames=3, trajectory=mixed)
+    torch.testing.assert_close(got[:3], both[:3])  # clip 0 tracked as before
+    torch.testing.assert_close(got[3:], x[3:])  # clip 1 untracked
+    pipe = tracked_pipeline(fake_text_encoder)
+    run = dict(seed=5, progress=False, guidance_scale=3.0)
+    plain = pipe(["the digit 3 is moving left"], **run).frames[0]
+    pipe.defaults["track_guidance"] = True
+    guided = pipe(["the digit 3 is moving left"], **run).frames[0]
+    assert (plain.frames[0] == guided.frames[0]).all()  # frame 0 has no tracks
+    assert not (plain.frames == guided.frames).all()

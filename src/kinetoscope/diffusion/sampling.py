@@ -29,6 +29,7 @@ def denoise_latents(
     context: torch.Tensor | None = None,
     context_at: torch.Tensor | None = None,
     trajectory: torch.Tensor | None = None,
+    track_guidance: bool = False,
     callback: Callable[[int, int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """Guided denoising of ``noise`` (B, Z, T, h, w) -> clean latents with the diffusers
@@ -41,7 +42,9 @@ def denoise_latents(
     the steps whose timestep lies in ``interval`` (fractions of the training schedule); the
     others run the conditional branch alone. ``emb`` and ``mask`` hold the prompts, then (when
     guided) the negative prompts. ``trajectory`` (B, S, T, 2): object tracks for a UNet with
-    given-trajectory anchors, the same in both branches (guidance steers by the text alone).
+    given-trajectory anchors, the same in both branches (guidance steers by the text alone);
+    with ``track_guidance`` the unconditional branch runs without them, so guidance steers
+    along the tracks too.
     """
     device = noise.device
     sched.set_timesteps(steps, device=device)
@@ -69,7 +72,10 @@ def denoise_latents(
             model_in = torch.cat([model_in, model_in])
             if keep is not None:
                 timestep = torch.cat([timestep, timestep])
-            tracks = tuple(torch.cat([x, x]) for x in tracks)
+            tracks = tuple(
+                torch.cat([x, torch.full_like(x, float("nan")) if track_guidance else x])
+                for x in tracks
+            )
         with autocast:
             pred = unet(model_in, timestep, text_emb, text_mask, *tracks, use_temporal=use_temporal)
             pred = pred.float()

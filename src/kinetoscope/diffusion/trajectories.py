@@ -246,9 +246,14 @@ class AnchorAttention(nn.Module):
 
         ``trajectory`` (B, H, T, 2): with ``read_out="given"``, head h's displacement from
         frame 0 at frame t, (x, y) in frame widths. Without one, a given-trajectory anchor
-        passes ``x`` through unchanged (as for clips trained without tracks).
+        passes ``x`` through unchanged (as for clips trained without tracks); so it does for
+        the clips whose tracks hold NaN (e.g. the unconditional half of a guided batch).
         """
         height, width = x.shape[-2:]
+        absent = None
+        if trajectory is not None and self.given:
+            absent = trajectory.isnan().flatten(1).any(1)  # (B,)
+            trajectory = trajectory.nan_to_num(0.0)
         displacement, spread = self._motion(
             context, context_mask, trajectory, num_frames=num_frames, batch=len(x) // num_frames
         )
@@ -273,7 +278,10 @@ class AnchorAttention(nn.Module):
         dim = v.shape[-1]
         out = F.scaled_dot_product_attention(q, k, F.pad(v, (0, q.shape[-1] - dim)), scale=1.0)
         out = self.proj_out(rearrange(out[..., :dim], "b h n e -> b n (h e)"))
-        return x + rearrange(out, "b (t y x) c -> (b t) c y x", t=num_frames, y=height, x=width)
+        out = rearrange(out, "b (t y x) c -> (b t) c y x", t=num_frames, y=height, x=width)
+        if absent is not None:
+            out = out * (~absent).repeat_interleave(num_frames)[:, None, None, None].to(out.dtype)
+        return x + out
 
     def _motion(self, context, context_mask, trajectory, *, num_frames: int, batch: int):
         """(displacement (B, H, T, 2) in frame widths or None, spread (B, H, 2) in cells)."""

@@ -111,6 +111,7 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
         "first_frame": "joint",
         "noise_correlation": 0.0,
         "context_frames": 2,
+        "track_guidance": False,  # guidance steers along planned tracks too (uncond: none)
     }
     components = {"vae": VideoAutoencoderKL, "unet": VideoUNet}
     device_component = "unet"
@@ -523,6 +524,7 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
             emb=emb.to(self.device), mask=mask.to(self.device),
             autocast=settings["autocast"], progress=progress,
             low_precision=None if precision == "float32" else PRECISIONS[precision],
+            track_guidance=bool(self.defaults.get("track_guidance", False)),
         )  # fmt: skip
 
     def _noise(self, num_frames: int, generators: list[torch.Generator]) -> torch.Tensor:
