@@ -603,11 +603,11 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
         while remaining:
             count = min(remaining, self.window - k)
             noise = self._noise(k + count, generators)
-            # Tracks from the window's first frame (the oldest context frame) under its prompt.
-            tracks = self._plan(history[:, :, -k], k + count, generators, denoise)
-            latents = self._denoise(
-                noise, context=history[:, :, -k:], trajectory=tracks, callback=callback, **denoise
-            )
+            # No tracks here. Planned from the window's oldest context frame (session 30, 30
+            # stories) they put more segments right (44% against 39%) but kept the digit in
+            # fewer stories (57% against 70%) and made the joins jump (frame difference 9.0
+            # against 7.2 inside the segments; without them 6.1 against 6.6).
+            latents = self._denoise(noise, context=history[:, :, -k:], callback=callback, **denoise)
             new.append(latents[:, :, k:])
             history = latents
             remaining -= count
