@@ -5,6 +5,7 @@ weight and bias to bfloat16 at every call: at the sizes of the shipped denoisers
 seventh of a forward pass on a CPU. An ``autocast_twin`` stores those weights in bfloat16 once;
 autocast then has nothing to cast, and everything else (norms, embeddings, mixing factors) stays
 float32 as autocast would run it, so the twin's outputs are bit-identical to the model's.
+Also here: which precision "auto" means on a device (``resolve_precision``).
 """
 
 from __future__ import annotations
@@ -55,3 +56,29 @@ class AutocastTwins:
         if cached is None or cached[0] != key:
             cached = by_dtype[dtype] = (key, autocast_twin(model, dtype))
         return cached[1]
+
+
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+PRECISION_CHOICES = ("auto", *PRECISIONS)
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices natively, so bf16 autocast pays:
+    a CUDA GPU with bf16 support, or a CPU with AMX tiles or AVX512-BF16."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # torch.cpu, private
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``precision`` checked; "auto" becomes "bfloat16" where that is native, else "float32"."""
+    if precision not in PRECISION_CHOICES:
+        raise ValueError(
+            f"unknown precision {precision!r}; choose one of {list(PRECISION_CHOICES)}"
+        )
+    if precision == "auto":
+        return "bfloat16" if native_bfloat16(device) else "float32"
+    return precision

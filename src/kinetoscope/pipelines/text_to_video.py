@@ -21,7 +21,13 @@ from kinetoscope.diffusion.planner import TrajectoryPlanner
 from kinetoscope.diffusion.sampling import denoise_latents
 from kinetoscope.diffusion.unet import VideoUNet
 from kinetoscope.nn.graphs import DenoiserGraphs
-from kinetoscope.nn.precision import AutocastTwins
+from kinetoscope.nn.precision import (  # noqa: F401 (resolve_precision: imported from here too)
+    PRECISION_CHOICES,
+    PRECISIONS,
+    AutocastTwins,
+    native_bfloat16,
+    resolve_precision,
+)
 from kinetoscope.pipelines.base import (
     Pipeline,
     PipelineOutput,
@@ -45,32 +51,6 @@ SCHEDULERS = {
     "ddim": lambda cfg: DDIMScheduler.from_config(cfg),
     "euler": lambda cfg: EulerDiscreteScheduler.from_config(cfg),
 }
-
-PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-PRECISION_CHOICES = ("auto", *PRECISIONS)
-
-
-def native_bfloat16(device: torch.device) -> bool:
-    """Whether ``device`` multiplies bfloat16 matrices natively, so bf16 autocast pays:
-    a CUDA GPU with bf16 support, or a CPU with AMX tiles or AVX512-BF16."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type != "cpu":
-        return False
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # torch.cpu, private
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``precision`` checked; "auto" becomes "bfloat16" where that is native, else "float32"."""
-    if precision not in PRECISION_CHOICES:
-        raise ValueError(
-            f"unknown precision {precision!r}; choose one of {list(PRECISION_CHOICES)}"
-        )
-    if precision == "auto":
-        return "bfloat16" if native_bfloat16(device) else "float32"
-    return precision
-
 
 INTERPOLATION_WEIGHTS = Path("interpolation") / "temporal.safetensors"
 IMAGE_WEIGHTS = Path("image") / "spatial.safetensors"
