@@ -267,7 +267,7 @@ def anchor_velocities(unet, emb, mask, resolution: int) -> dict[str, tuple]:
     """{block name: (velocity (P, H, 2) in px per frame, spread (P, H, 2) in cells)}."""
     found = {}
     for name, module in unet.named_modules():
-        if name.endswith("temporal_anchor") and module is not None:
+        if name.endswith("temporal_anchor") and module is not None and not module.given:
             with torch.no_grad():
                 velocity, spread = module.motion_bias.motion(emb, mask)
             found[name.removesuffix(".temporal_anchor")] = (velocity * resolution, spread)

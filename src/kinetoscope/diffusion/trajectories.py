@@ -2,8 +2,10 @@
 
 ``MotionBias`` turns a prompt into per-head trajectories (a velocity and a spread) and the
 attention-logit bias they imply; ``AnchorAttention`` lets every frame read the clip's first
-frame along such trajectories. Both are options of ``VideoUNet``'s temporal layers
-(``motion_bias``, ``anchor_levels``), off in the shipped models.
+frame along such trajectories, or along given object tracks (``read_out="given"``; see
+``kinetoscope.diffusion.planner``). Both are options of ``VideoUNet``'s temporal layers
+(``motion_bias``, ``anchor_levels``); the shipped ``ldm-mnist`` has given-track anchors at its
+finest level.
 
 Axis legend: B batch, T frames, h/w latent height/width, C features, L text tokens,
 D text width, H heads, E head width.
