@@ -111,23 +111,12 @@ class TrajectoryPlanner(ModelMixin, ConfigMixin):
         slots = self.config.slots
         if tracks.shape[1] != slots:
             raise ValueError(f"need {slots} tracks per clip, got {tracks.shape[1]}")
-        best = None  # (total, winner errors (B, S), all errors (B, S, M), winners (B, S))
-        for order in itertools.permutations(range(slots)):
-            target = tracks[:, list(order)]  # (B, S, T, 2)
-            err = (pred - target[:, :, None]).square().mean(dim=(-1, -2))  # (B, S, M)
-            mode_err, mode = err.min(dim=-1)  # (B, S)
-            total = mode_err.sum(dim=1)  # (B,)
-            if best is None:
-                best = (total, mode_err, err, mode)
-            else:
-                better = total < best[0]
-                best = (
-                    torch.minimum(total, best[0]),
-                    torch.where(better[:, None], mode_err, best[1]),
-                    torch.where(better[:, None, None], err, best[2]),
-                    torch.where(better[:, None], mode, best[3]),
-                )
-        _, best_err, all_err, best_mode = best
+        orders = torch.tensor(list(itertools.permutations(range(slots))), device=tracks.device)
+        targets = tracks[:, orders]  # (B, P, S, T, 2): the tracks in every slot order
+        err = (pred[:, None] - targets[:, :, :, None]).square().mean(dim=(-1, -2))  # (B, P, S, M)
+        order = err.min(dim=-1).values.sum(dim=-1).argmin(dim=1)  # (B,) the best assignment
+        all_err = err[torch.arange(len(err), device=err.device), order]  # (B, S, M)
+        best_err, best_mode = all_err.min(dim=-1)  # (B, S)
         # Relaxed winner-takes-all: the other modes get a small share of the error, so a mode
         # that never wins is still pulled towards the data instead of staying where it began.
         regression = (1 - RELAX) * best_err.mean() + RELAX * all_err.mean()
