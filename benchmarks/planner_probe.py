@@ -41,8 +41,7 @@ def probe(pipe, world: str, *, split: str, samples: int, seed: int) -> dict:
     totals = Counter()
     for i in range(samples):
         clip = data[i]
-        video = torch.from_numpy(clip.frames[:1]).float().div(127.5).sub(1.0)  # (1, H, W, 3)
-        video = video.permute(3, 0, 1, 2)[None].to(pipe.device)  # (1, C, 1, H, W)
+        video = clip.to_video()[:1].to_tensor(device=pipe.device)[None]  # (1, C, 1, H, W)
         with torch.no_grad():
             first = pipe.vae.encode(video)[:, :, 0]
             emb, mask = pipe.text_encoder.encode([clip.caption])

@@ -186,6 +186,11 @@ def clip_batches(recipe: Recipe, *, batch_size: int, seed: int) -> Iterator[torc
         yield video.transpose(1, 2).contiguous()
 
 
+def clip_at(datasets: Sequence[Any], index: int) -> Any:
+    """Clip ``index`` of ``datasets`` taken in turn (the order of the latent caches)."""
+    return datasets[index % len(datasets)][index // len(datasets)]
+
+
 def clip_chunks(
     datasets: Sequence[Any], num_clips: int, *, chunk_size: int = 16, first: int = 0
 ) -> Iterator[tuple[torch.Tensor, list[list[str]]]]:
@@ -195,7 +200,7 @@ def clip_chunks(
 
     for start in range(first, num_clips, chunk_size):
         idx = range(start, min(start + chunk_size, num_clips))
-        clips = [datasets[i % len(datasets)][i // len(datasets)] for i in idx]
+        clips = [clip_at(datasets, i) for i in idx]
         video = _to_model_range(np.stack([c.frames for c in clips])).transpose(1, 2)
         yield video, [caption_wordings(c.world, c.objects) for c in clips]
         if start % 800 == 0:

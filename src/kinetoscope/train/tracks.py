@@ -22,7 +22,13 @@ import torch
 
 from kinetoscope.diffusion.planner import TrajectoryPlanner
 from kinetoscope.train.loop import atomic_save
-from kinetoscope.train.recipe import CaptionBank, Recipe, _world_datasets, train_stage
+from kinetoscope.train.recipe import (
+    CaptionBank,
+    Recipe,
+    _world_datasets,
+    clip_at,
+    train_stage,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +54,7 @@ def cache_tracks(recipe: Recipe, cache: dict[str, Any], path: Path, *, slots: in
     datasets = _world_datasets(recipe)
     wordings, found = cache["wordings"], []
     for i in range(len(wordings)):
-        clip = datasets[i % len(datasets)][i // len(datasets)]
+        clip = clip_at(datasets, i)
         if caption_wordings(clip.world, clip.objects) != wordings[i]:
             raise ValueError(f"cached clip {i} is not the recipe's clip {i}: rebuild the cache")
         found.append(clip_tracks(clip.objects, slots=slots, resolution=recipe.resolution))
