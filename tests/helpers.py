@@ -66,6 +66,18 @@ def tiny_ldm_pipeline(text_encoder, *, conv_out_std: float | None = None) -> Tex
     return pipe
 
 
+def copy_by_position_only(anchor) -> None:
+    """Set an ``AnchorAttention`` so only its trajectory bias decides where a query reads:
+    zero query/key content, the features themselves as values and output, no norm."""
+    channels = anchor.channels
+    with torch.no_grad():
+        anchor.to_q.weight.zero_()
+        anchor.to_kv.weight.zero_()
+        anchor.to_kv.weight[channels:].copy_(torch.eye(channels))  # values: the features
+        anchor.proj_out.weight.copy_(torch.eye(channels))
+    anchor.norm = torch.nn.Identity()
+
+
 def load_benchmark(name: str) -> ModuleType:
     """The script benchmarks/<name>.py imported as a module (benchmarks/ is not a package)."""
     path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"

@@ -8,6 +8,7 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
+from helpers import copy_by_position_only
 from kinetoscope.autoencoders.vae import VideoAutoencoderKL
 from kinetoscope.diffusion.trajectories import grid_positions
 from kinetoscope.diffusion.unet import VideoUNet
@@ -827,11 +828,7 @@ def test_anchor_attention_copies_the_first_frame_along_the_prompted_velocity():
     with torch.no_grad():
         layer.motion_bias.net[-1].bias.copy_(torch.tensor([1 / size, 0, 0, 0] * 2))
         layer.motion_bias.log_spread.fill_(math.log(0.05))  # the bias alone decides
-        layer.to_q.weight.zero_()
-        layer.to_kv.weight.zero_()
-        layer.to_kv.weight[channels:].copy_(torch.eye(channels))  # values: the features
-        layer.proj_out.weight.copy_(torch.eye(channels))
-        layer.norm = torch.nn.Identity()
+    copy_by_position_only(layer)
     x = torch.zeros(frames, channels, size, size)
     x[0, :, 2, 1] = 1.0  # frame 0 shows one feature at row 2, column 1
     out = layer(x, emb, mask, num_frames=frames) - x

@@ -8,6 +8,7 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
+from helpers import copy_by_position_only
 from kinetoscope.diffusion.planner import TrajectoryPlanner
 from kinetoscope.diffusion.trajectories import AnchorAttention
 from kinetoscope.diffusion.unet import VideoUNet
@@ -64,13 +65,9 @@ def test_a_given_track_that_turns_back_is_followed_frame_by_frame():
     torch.manual_seed(0)
     frames, size, channels = 4, 8, 16
     layer = AnchorAttention(channels, num_heads=2, context_dim=16, read_out="given")
+    copy_by_position_only(layer)
     with torch.no_grad():
         layer.log_spread.fill_(math.log(0.05))  # the bias alone decides
-        layer.to_q.weight.zero_()
-        layer.to_kv.weight.zero_()
-        layer.to_kv.weight[channels:].copy_(torch.eye(channels))  # values: the features
-        layer.proj_out.weight.copy_(torch.eye(channels))
-        layer.norm = torch.nn.Identity()
     x = torch.zeros(frames, channels, size, size)
     x[0, :, 3, 2] = 1.0  # frame 0 shows one feature at row 3, column 2
     columns = [0, 2, 1, -1]  # cells moved right by frame: out, back, and past the start
