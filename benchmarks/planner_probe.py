@@ -6,7 +6,10 @@ object slot with seed ``--seed`` + i, as sampling does. Each object's proposed b
 (its true start plus the track) are classified with the judge's own motion rules
 (``kinetoscope.eval.tracking.classify_motion``); a clip counts as right when every object's
 proposal is the asked motion (the best assignment of slots to objects). Prints the accuracy per
-motion and the mean distance to the true track, in pixels.
+motion and the mean distance to the true track, in pixels, and how often every slot's proposal
+is some object's asked motion (the generator's anchors follow every slot). ``--wording eval``
+uses the evaluation's held-out wordings (one per clip, in turn) instead of the canonical
+caption.
 
     python benchmarks/planner_probe.py runs/ldm-mnist-trk/pipeline mnist-1 --split test
 """
@@ -21,7 +24,7 @@ import numpy as np
 import torch
 
 import kinetoscope
-from kinetoscope.data.worlds import WorldDataset
+from kinetoscope.data.worlds import WorldDataset, eval_wordings
 from kinetoscope.eval.tracking import classify_motion
 
 
@@ -32,19 +35,25 @@ def judged_motions(start: np.ndarray, track: np.ndarray, box: int, resolution: i
     return classify_motion(centres)[0]
 
 
-def probe(pipe, world: str, *, split: str, samples: int, seed: int) -> dict:
+def probe(
+    pipe, world: str, *, split: str, samples: int, seed: int, wording: str = "canonical"
+) -> dict:
     if getattr(pipe, "planner", None) is None:
         raise ValueError("this pipeline has no trajectory planner")
     data = WorldDataset(world, split=split, size=samples, seed=seed)
     resolution = data.resolution
-    right, per_motion, distance = 0, Counter(), []
+    right, every_slot, per_motion, distance = 0, 0, Counter(), []
     totals = Counter()
     for i in range(samples):
         clip = data[i]
         video = clip.to_video()[:1].to_tensor(device=pipe.device)[None]  # (1, C, 1, H, W)
         with torch.no_grad():
             first = pipe.vae.encode(video)[:, :, 0]
-            emb, mask = pipe.text_encoder.encode([clip.caption])
+            caption = clip.caption
+            if wording == "eval":
+                held_out = eval_wordings(world.split("-")[0], clip.objects)
+                caption = held_out[i % len(held_out)]
+            emb, mask = pipe.text_encoder.encode([caption])
             gen = torch.Generator(pipe.device).manual_seed(seed + i)
             tracks = pipe.planner.sample(first, emb.to(pipe.device), mask.to(pipe.device), [gen])
         tracks = tracks[0].cpu().numpy()  # (S, T, 2)
@@ -63,6 +72,11 @@ def probe(pipe, world: str, *, split: str, samples: int, seed: int) -> dict:
                 best = (score, verdicts, float(np.mean(dist)))
         _, verdicts, dist = best
         right += all(verdicts)
+        every_slot += all(
+            any(judged_motions(np.asarray(o["positions"][0], dtype=np.float64), track, o["box"],
+                               resolution) == o["motion"] for o in objects)
+            for track in tracks
+        )  # fmt: skip
         distance.append(dist)
         for obj, ok in zip(objects, verdicts, strict=True):
             totals[obj["motion"]] += 1
@@ -71,7 +85,9 @@ def probe(pipe, world: str, *, split: str, samples: int, seed: int) -> dict:
         "world": world,
         "split": split,
         "samples": samples,
+        "wording": wording,
         "right": right / samples,
+        "every_slot_right": every_slot / samples,
         "per_motion": {m: f"{per_motion[m]}/{totals[m]}" for m in sorted(totals)},
         "mean_px_from_true_track": float(np.mean(distance)),
     }
@@ -84,6 +100,7 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--wording", choices=("canonical", "eval"), default="canonical")
     args = parser.parse_args()
     result = probe(
         kinetoscope.load(args.model),
@@ -91,6 +108,7 @@ def main() -> None:
         split=args.split,
         samples=args.samples,
         seed=args.seed,
+        wording=args.wording,
     )
     for key, value in result.items():
         print(f"{key}: {value}")

@@ -302,3 +302,81 @@ def test_nan_tracks_leave_their_clips_untracked_and_track_guidance_uses_them(fak
     guided = pipe(["the digit 3 is moving left"], **run).frames[0]
     assert (plain.frames[0] == guided.frames[0]).all()  # frame 0 has no tracks
     assert not (plain.frames == guided.frames).all()
+
+
+def test_a_track_sketch_moves_frame_0_along_the_track_over_its_background():
+    from kinetoscope.diffusion.planner import track_sketch
+
+    first = torch.full((1, 2, 8, 8), -0.5)
+    first[:, :, 2:4, 1:3] = torch.tensor([1.0, 2.0])[:, None, None]  # a 2x2 object
+    # Frame widths: 1/8 is one cell. Still, two cells right, one cell up and three cells left.
+    track = torch.tensor([[[0.0, 0.0], [2 / 8, 0.0], [0.0, -1 / 8], [-3 / 8, 0.0]]])
+    sketch = track_sketch(first, track)
+    assert sketch.shape == (1, 2, 4, 8, 8)
+    torch.testing.assert_close(sketch[:, :, 0], first)
+    torch.testing.assert_close(sketch[:, :, 1], first.roll(2, dims=-1))
+    torch.testing.assert_close(sketch[:, :, 2], first.roll(-1, dims=-2))
+    # Moved out on the left: what comes in from the right is the background, not a wrap.
+    assert (sketch[:, :, 3] == -0.5).all()
+
+
+def test_sampling_from_a_noised_sketch_runs_the_last_steps_from_it():
+    from diffusers import DPMSolverMultistepScheduler
+
+    from kinetoscope.diffusion.sampling import denoise_latents
+
+    seen = []
+
+    def unet(sample, timestep, emb, mask, use_temporal=True):
+        seen.append((sample.clone(), int(timestep)))
+        return torch.zeros_like(sample)
+
+    def make():
+        return DPMSolverMultistepScheduler(num_train_timesteps=100, prediction_type="v_prediction")
+
+    noise, init = torch.randn(1, 2, 3, 4, 4), torch.randn(1, 2, 3, 4, 4)
+    options = dict(steps=10, guidance=1.0, interval=(0.0, 1.0), emb=torch.zeros(1, 2, 4),
+                   mask=torch.ones(1, 2, dtype=torch.bool), autocast=torch.autocast("cpu", enabled=False),
+                   progress=False)  # fmt: skip
+    full = denoise_latents(unet, make(), noise, **options)
+    seen.clear()
+    same = denoise_latents(unet, make(), noise, init=init, strength=1.0, **options)
+    torch.testing.assert_close(full, same)  # strength 1: pure noise, the sketch unused
+    seen.clear()
+    sched = make()
+    out = denoise_latents(unet, sched, noise, init=init, strength=0.4, **options)
+    timesteps = sched.timesteps
+    assert [t for _, t in seen] == [int(t) for t in timesteps[6:]]  # the last 4 of 10 steps
+    fresh = make()
+    fresh.set_timesteps(10)
+    torch.testing.assert_close(seen[0][0], fresh.add_noise(init, noise, timesteps[6:7]))
+    # A model that predicts v = 0 says the clean clip is the noised input rescaled: closer to
+    # the sketch than to the noise the more of the sketch it started from.
+    assert (out - init).norm() < (out - noise).norm()
+    with pytest.raises(ValueError, match="strength"):
+        denoise_latents(unet, make(), noise, init=init, strength=0.0, **options)
+
+
+def test_track_start_begins_the_clip_from_frame_0_moved_along_its_first_track(fake_text_encoder):
+    from kinetoscope.diffusion.planner import track_sketch
+
+    pipe = tracked_pipeline(fake_text_encoder)
+    calls = []
+    denoise = pipe._denoise
+
+    def spy(noise, **options):
+        calls.append(options)
+        return denoise(noise, **options)
+
+    pipe._denoise = spy
+    run = dict(seed=5, progress=False)
+    plain = pipe(["the digit 3 is moving left"], **run).frames[0]
+    assert "init" not in calls[-1]  # default 1.0: from pure noise
+    pipe.defaults["track_start"] = 0.5
+    started = pipe(["the digit 3 is moving left"], **run).frames[0]
+    options = calls[-1]
+    assert options["strength"] == 0.5
+    sketch = track_sketch(options["context"][:, :, 0], options["trajectory"][:, 0])
+    torch.testing.assert_close(options["init"], sketch)
+    assert (plain.frames[0] == started.frames[0]).all()  # frame 0 is drawn before the tracks
+    assert not (plain.frames == started.frames).all()

@@ -51,3 +51,22 @@ def test_true_tracks_are_all_right_and_reversed_ones_only_for_bounces():
         right, total = map(int, count.split("/"))
         assert right == (total if " and " in motion else 0), (motion, count)
     assert result["mean_px_from_true_track"] > 5.0
+    assert result["every_slot_right"] == result["right"] < 1.0  # one object: both slots its own
+
+
+def test_eval_wordings_reach_the_planner_and_every_slot_is_judged():
+    from kinetoscope.data.worlds import eval_wordings
+
+    pipe = fake_pipe(ReplayPlanner("mnist-2", 6, 1.0))
+    texts = []
+    encode = pipe.text_encoder.encode
+    pipe.text_encoder.encode = lambda batch: (texts.extend(batch), encode(batch))[1]
+    result = probe.probe(pipe, "mnist-2", split="test", samples=6, seed=0, wording="eval")
+    data = WorldDataset("mnist-2", split="test", size=6, seed=0)
+    assert all(t in eval_wordings("mnist", data[i].objects) for i, t in enumerate(texts))
+    assert result["wording"] == "eval" and result["every_slot_right"] == 1.0
+    # Both slots on the first object's track: the second object's motion is asked of nobody.
+    planner = ReplayPlanner("mnist-2", 6, 1.0)
+    planner.tracks = [t[[0, 0]] for t in planner.tracks]
+    result = probe.probe(fake_pipe(planner), "mnist-2", split="test", samples=6, seed=0)
+    assert result["every_slot_right"] == 1.0 and result["right"] < 1.0

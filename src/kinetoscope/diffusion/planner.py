@@ -152,3 +152,29 @@ class TrajectoryPlanner(ModelMixin, ConfigMixin):
             )
         index = mode[..., None, None, None].expand(-1, -1, 1, *tracks.shape[-2:])
         return tracks.gather(2, index).squeeze(2)
+
+
+def track_sketch(first: torch.Tensor, track: torch.Tensor) -> torch.Tensor:
+    """A rough clip: frame 0's latents ``first`` (B, Z, h, w) moved along one ``track``
+    (B, T, 2) of displacements in frame widths -> (B, Z, T, h, w).
+
+    Cells moved in from outside the frame take the frame's background, its per-channel median
+    latent (the worlds' objects cover a small part of a black frame). Sub-cell moves
+    interpolate bilinearly. The sketch is what a clip of one object moving along the track
+    looks like before any detail; sampling can start from it partly noised (``track_start``).
+    """
+    batch, channels, height, width = first.shape
+    frames = track.shape[1]
+    background = first.flatten(2).median(dim=-1).values[..., None, None]  # (B, Z, 1, 1)
+    ys = torch.linspace(-1 + 1 / height, 1 - 1 / height, height, device=first.device)
+    xs = torch.linspace(-1 + 1 / width, 1 - 1 / width, width, device=first.device)
+    grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1)  # (h, w, (x, y))
+    # A move of d frame widths is 2 d in grid_sample's [-1, 1] coordinates; each output cell
+    # reads frame 0 at its own place minus the move.
+    grid = grid[None, None] - 2 * track.to(grid.dtype)[:, :, None, None, :]  # (B, T, h, w, 2)
+    source = (first - background).repeat_interleave(frames, dim=0)  # (B*T, Z, h, w)
+    moved = F.grid_sample(
+        source.float(), grid.flatten(0, 1).float(), mode="bilinear", align_corners=False
+    )
+    moved = moved.view(batch, frames, channels, height, width).transpose(1, 2)
+    return (moved + background[:, :, None]).to(first.dtype)

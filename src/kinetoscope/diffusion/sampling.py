@@ -30,6 +30,8 @@ def denoise_latents(
     context_at: torch.Tensor | None = None,
     trajectory: torch.Tensor | None = None,
     track_guidance: bool = False,
+    init: torch.Tensor | None = None,
+    strength: float = 1.0,
     callback: Callable[[int, int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """Guided denoising of ``noise`` (B, Z, T, h, w) -> clean latents with the diffusers
@@ -44,11 +46,24 @@ def denoise_latents(
     guided) the negative prompts. ``trajectory`` (B, S, T, 2): object tracks for a UNet with
     given-trajectory anchors, the same in both branches (guidance steers by the text alone);
     with ``track_guidance`` the unconditional branch runs without them, so guidance steers
-    along the tracks too.
+    along the tracks too. With ``init`` (B, Z, T, h, w), a rough clip, sampling starts from it
+    noised to the level of the solver's step ``steps - round(strength * steps)`` and runs the
+    remaining steps (SDEdit, Meng et al. 2022): ``strength`` 1 is pure noise, lower keeps more
+    of the sketch.
     """
     device = noise.device
     sched.set_timesteps(steps, device=device)
-    latents = noise * sched.init_noise_sigma
+    timesteps = sched.timesteps
+    if init is None or strength >= 1.0:
+        latents = noise * sched.init_noise_sigma
+    else:
+        if not strength > 0.0:
+            raise ValueError(f"strength must be in (0, 1], got {strength}")
+        skip = min(steps - 1, steps - round(strength * steps))
+        timesteps = timesteps[skip:]
+        if hasattr(sched, "set_begin_index"):  # multistep solvers count their steps
+            sched.set_begin_index(skip)
+        latents = sched.add_noise(init.to(noise.dtype), noise, timesteps[:1])
     guided = guidance != 1.0
     batch, num_frames = noise.shape[0], noise.shape[2]
     schedule_length = int(sched.config.num_train_timesteps)
@@ -58,7 +73,7 @@ def denoise_latents(
         context_at = torch.arange(num_frames, device=device) < k
         context = torch.cat([context, torch.zeros_like(noise[:, :, k:])], dim=2)
     keep = None if context_at is None else context_at.to(device)[None, None, :, None, None]
-    for i, t in enumerate(tqdm(sched.timesteps, disable=not progress, desc="denoising")):
+    for i, t in enumerate(tqdm(timesteps, disable=not progress, desc="denoising")):
         model_in = sched.scale_model_input(latents, t)
         timestep = t
         if keep is not None:
@@ -86,5 +101,5 @@ def denoise_latents(
         if keep is not None:  # the given frames' own updates are discarded
             latents = torch.where(keep, context, latents)
         if callback is not None:
-            callback(i, steps, latents)
+            callback(i, len(timesteps), latents)
     return latents

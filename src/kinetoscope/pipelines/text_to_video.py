@@ -17,7 +17,7 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteS
 
 from kinetoscope.autoencoders.vae import VideoAutoencoderKL
 from kinetoscope.diffusion.noise import mix_frame_noise
-from kinetoscope.diffusion.planner import TrajectoryPlanner
+from kinetoscope.diffusion.planner import TrajectoryPlanner, track_sketch
 from kinetoscope.diffusion.sampling import denoise_latents
 from kinetoscope.diffusion.unet import VideoUNet
 from kinetoscope.nn.graphs import DenoiserGraphs
@@ -92,6 +92,7 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
         "noise_correlation": 0.0,
         "context_frames": 2,
         "track_guidance": False,  # guidance steers along planned tracks too (uncond: none)
+        "track_start": 1.0,  # < 1: start from frame 0 moved along the planned track, noised
     }
     components = {"vae": VideoAutoencoderKL, "unet": VideoUNet}
     device_component = "unet"
@@ -537,6 +538,10 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
                 noise[:, :, :1], use_temporal=False, unet=self.image_unet, **denoise
             )
             tracks = self._plan(context[:, :, 0], num_frames, generators, denoise)
+        start = float(self.defaults.get("track_start", 1.0))
+        if tracks is not None and start < 1.0:
+            init = track_sketch(context[:, :, 0], tracks[:, 0])
+            denoise = {**denoise, "init": init, "strength": start}
         return self._denoise(
             noise, context=context, trajectory=tracks, callback=callback, **denoise
         )

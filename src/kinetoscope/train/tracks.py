@@ -29,6 +29,7 @@ from kinetoscope.train.recipe import (
     clip_at,
     train_stage,
 )
+from kinetoscope.train.text_augment import WordingAugmenter, vocabulary_words
 
 logger = logging.getLogger(__name__)
 
@@ -45,35 +46,53 @@ def clip_tracks(objects: list[dict], *, slots: int, resolution: int) -> np.ndarr
 
 
 def cache_tracks(recipe: Recipe, cache: dict[str, Any], path: Path, *, slots: int) -> torch.Tensor:
-    """The (N, S, T, 2) tracks of the cached clips, computed once and saved in the cache."""
+    """The (N, S, T, 2) tracks of the cached clips, computed once and saved in the cache, with
+    each clip's world and objects (their facts, without positions) as ``cache["objects"]``."""
     from kinetoscope.data.worlds import caption_wordings
 
     tracks = cache.get("tracks")
-    if tracks is not None and tracks.shape[1] == slots:
+    if tracks is not None and tracks.shape[1] == slots and "objects" in cache:
         return tracks
     datasets = _world_datasets(recipe)
-    wordings, found = cache["wordings"], []
+    wordings, found, objects = cache["wordings"], [], []
     for i in range(len(wordings)):
         clip = clip_at(datasets, i)
         if caption_wordings(clip.world, clip.objects) != wordings[i]:
             raise ValueError(f"cached clip {i} is not the recipe's clip {i}: rebuild the cache")
         found.append(clip_tracks(clip.objects, slots=slots, resolution=recipe.resolution))
+        facts = [{k: v for k, v in o.items() if k != "positions"} for o in clip.objects]
+        objects.append((clip.world, facts))
         if i % 1000 == 0:
             logger.info("tracks of %d / %d cached clips", i, len(wordings))
     cache["tracks"] = torch.from_numpy(np.stack(found))
+    cache["objects"] = objects
     atomic_save(cache, path)
     return cache["tracks"]
 
 
 def planner_batches(
-    cache: dict[str, Any], tracks: torch.Tensor, bank: CaptionBank, *, batch_size: int, seed: int
+    cache: dict[str, Any],
+    tracks: torch.Tensor,
+    bank: CaptionBank,
+    *,
+    batch_size: int,
+    seed: int,
+    augment: tuple[WordingAugmenter, Any] | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Infinite (frame-0 latents (B, Z, h, w), text_emb, text_mask, tracks (B, S, T, 2))."""
+    """Infinite (frame-0 latents (B, Z, h, w), text_emb, text_mask, tracks (B, S, T, 2)).
+
+    With ``augment`` = (augmenter, encoder), the captions are the augmenter's noisy wordings of
+    each clip's objects (``cache["objects"]``), encoded by ``encoder`` (no cache: they rarely
+    repeat); without, one of the clip's cached training wordings."""
     rng = random.Random(seed)
     latents, wordings = cache["latents"], cache["wordings"]
     while True:
         idx = [rng.randrange(len(wordings)) for _ in range(batch_size)]
-        emb, mask = bank([rng.choice(wordings[i]) for i in idx])
+        if augment is None:
+            emb, mask = bank([rng.choice(wordings[i]) for i in idx])
+        else:
+            augmenter, encoder = augment
+            emb, mask = encoder.encode([augmenter(*cache["objects"][i], rng) for i in idx])
         yield latents[idx, :, 0].float().contiguous(), emb, mask, tracks[idx].float()
 
 
@@ -90,7 +109,10 @@ def train_planner(
     """Stage ``trajectory_planner``: its ``extra`` may set the planner's ``modes``, ``width``,
     ``layers`` and ``heads``; its slots are the tracks' and its length the recipe's clips'."""
     stage = recipe.stage("trajectory_planner")
-    unknown = set(stage.extra) - {"modes", "width", "layers", "heads"}
+    options = dict(stage.extra)
+    # text_augment: the share of captions noised by a WordingAugmenter (0: none).
+    text_augment = float(options.pop("text_augment", 0.0))
+    unknown = set(options) - {"modes", "width", "layers", "heads"}
     if unknown:
         raise ValueError(f"unknown trajectory_planner extra key(s) {sorted(unknown)}")
     torch.manual_seed(recipe.seed + 7)
@@ -99,8 +121,17 @@ def train_planner(
         text_dim=text_dim,
         num_frames=recipe.num_frames,
         slots=tracks.shape[1],
-        **stage.extra,
+        **options,
     )
+    augment = None
+    if text_augment:
+        from kinetoscope.text import load_text_encoder
+
+        encoder = load_text_encoder(
+            recipe.text_encoder, max_length=recipe.max_length, clauses=recipe.text_clauses
+        )
+        augmenter = WordingAugmenter(vocabulary_words(encoder), p=text_augment)
+        augment = (augmenter, encoder)
 
     def loss_fn(model, batch):
         return model.loss(*batch)
@@ -110,8 +141,13 @@ def train_planner(
         model=planner,
         loss_fn=loss_fn,
         batches=planner_batches(
-            cache, tracks, bank, batch_size=stage.batch_size, seed=recipe.seed + 7
-        ),
+            cache,
+            tracks,
+            bank,
+            batch_size=stage.batch_size,
+            seed=recipe.seed + 7,
+            augment=augment,
+        ),  # fmt: skip
         out_dir=out / "stage-trajectory_planner",
         ema_decay=stage.ema_decay,
     )
