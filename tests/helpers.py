@@ -14,6 +14,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from kinetoscope.autoencoders.vae import VideoAutoencoderKL
+from kinetoscope.diffusion.planner import TrajectoryPlanner
 from kinetoscope.diffusion.unet import VideoUNet
 from kinetoscope.pipelines.text_to_video import TextToVideoPipeline
 
@@ -85,3 +86,45 @@ def load_benchmark(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# A UNet whose finest level's anchors follow given object tracks (two slots).
+TRACKED_UNET = dict(
+    channels=(16, 32),
+    attention_levels=(1,),
+    temporal_attention_levels=(1,),
+    num_heads=2,
+    text_dim=16,
+    anchor_levels=(0,),
+    anchor_heads=2,
+    anchor_read_out="given",
+)
+
+
+def tracked_pipeline(text_encoder, *, planner: bool = True):
+    """A tiny pipeline whose generator's anchors follow given tracks, with a random planner."""
+    torch.manual_seed(0)
+    unet = VideoUNet(**TRACKED_UNET)
+    with torch.no_grad():
+        unet.conv_out.weight.normal_(0, 0.2)
+        unet.down_blocks[0].temporal_anchor.proj_out.weight.normal_(0, 0.5)
+    proposals = TrajectoryPlanner(latent_channels=4, text_dim=16, num_frames=4, width=16,
+                                  layers=1, heads=2)  # fmt: skip
+    with torch.no_grad():
+        proposals.head.weight.normal_(0, 0.5)  # tracks of a few cells
+    pipe = TextToVideoPipeline(
+        vae=VideoAutoencoderKL(channels=(8, 16), latent_channels=4),
+        unet=unet,
+        scheduler_config=dict(DDPMScheduler(num_train_timesteps=100).config),
+        text_encoder="fake",
+        max_length=8,
+        defaults={
+            "num_frames": 4,
+            "resolution": 16,
+            "num_inference_steps": 2,
+            "first_frame": "image",
+        },  # fmt: skip
+        planner=proposals if planner else None,
+    )
+    pipe._text_encoder = text_encoder
+    return pipe

@@ -8,21 +8,11 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from helpers import copy_by_position_only
+from helpers import TRACKED_UNET as TINY_UNET
+from helpers import copy_by_position_only, tracked_pipeline
 from kinetoscope.diffusion.planner import TrajectoryPlanner
 from kinetoscope.diffusion.trajectories import AnchorAttention
 from kinetoscope.diffusion.unet import VideoUNet
-
-TINY_UNET = dict(
-    channels=(16, 32),
-    attention_levels=(1,),
-    temporal_attention_levels=(1,),
-    num_heads=2,
-    text_dim=16,
-    anchor_levels=(0,),
-    anchor_heads=2,
-    anchor_read_out="given",
-)
 
 
 def text(batch: int, length: int = 6, dim: int = 16):
@@ -210,38 +200,6 @@ def test_tracks_reach_the_denoising_loss_and_are_dropped_for_interpolation_windo
     assert not torch.allclose(*losses)
 
 
-def tracked_pipeline(text_encoder, *, planner: bool = True):
-    """A tiny pipeline whose generator's anchors follow given tracks, with a random planner."""
-    from kinetoscope.autoencoders.vae import VideoAutoencoderKL
-    from kinetoscope.pipelines.text_to_video import TextToVideoPipeline
-
-    torch.manual_seed(0)
-    unet = VideoUNet(**TINY_UNET)
-    with torch.no_grad():
-        unet.conv_out.weight.normal_(0, 0.2)
-        unet.down_blocks[0].temporal_anchor.proj_out.weight.normal_(0, 0.5)
-    proposals = TrajectoryPlanner(latent_channels=4, text_dim=16, num_frames=4, width=16,
-                                  layers=1, heads=2)  # fmt: skip
-    with torch.no_grad():
-        proposals.head.weight.normal_(0, 0.5)  # tracks of a few cells
-    pipe = TextToVideoPipeline(
-        vae=VideoAutoencoderKL(channels=(8, 16), latent_channels=4),
-        unet=unet,
-        scheduler_config=dict(DDPMScheduler(num_train_timesteps=100).config),
-        text_encoder="fake",
-        max_length=8,
-        defaults={
-            "num_frames": 4,
-            "resolution": 16,
-            "num_inference_steps": 2,
-            "first_frame": "image",
-        },  # fmt: skip
-        planner=proposals if planner else None,
-    )
-    pipe._text_encoder = text_encoder
-    return pipe
-
-
 def test_the_pipeline_plans_tracks_after_frame_0_and_saves_its_planner(tmp_path, fake_text_encoder):
     from kinetoscope.pipelines.text_to_video import TextToVideoPipeline
 
@@ -380,3 +338,43 @@ def test_track_start_begins_the_clip_from_frame_0_moved_along_its_first_track(fa
     torch.testing.assert_close(options["init"], sketch)
     assert (plain.frames[0] == started.frames[0]).all()  # frame 0 is drawn before the tracks
     assert not (plain.frames == started.frames).all()
+
+
+def test_slots_that_propose_the_same_tracks_take_the_same_one():
+    class Fixed(TrajectoryPlanner):
+        def forward(self, first, text_emb, text_mask):
+            left = torch.linspace(0, -0.2, 4)[:, None] * torch.tensor([1.0, 0.0])
+            up = torch.linspace(0, -0.2, 4)[:, None] * torch.tensor([0.0, 1.0])
+            # Sample 0: one object, both slots (left first, right first) at even odds.
+            # Sample 1: two objects, slot 1's modes (up, down) far from slot 0's.
+            tracks = torch.stack([
+                torch.stack([torch.stack([left, -left]), torch.stack([-left, left])]),
+                torch.stack([torch.stack([left, -left]), torch.stack([up, -up])]),
+            ])  # fmt: skip
+            return tracks, torch.zeros(2, 2, 2)
+
+    planner = Fixed(latent_channels=4, text_dim=16, num_frames=4)
+    agree, picks = 0, set()
+    for seed in range(40):
+        gens = [torch.Generator().manual_seed(seed), torch.Generator().manual_seed(100 + seed)]
+        out = planner.sample(torch.zeros(2, 4, 2, 2), torch.zeros(2, 3, 16),
+                             torch.ones(2, 3, dtype=torch.bool), gens)  # fmt: skip
+        agree += bool((out[0, 0] == out[0, 1]).all())
+        picks.add((round(float(out[0, 0, -1, 0]), 3), round(float(out[1, 1, -1, 1]), 3)))
+        again = planner.sample(torch.zeros(2, 4, 2, 2), torch.zeros(2, 3, 16),
+                               torch.ones(2, 3, dtype=torch.bool),
+                               [torch.Generator().manual_seed(seed),
+                                torch.Generator().manual_seed(100 + seed)])  # fmt: skip
+        assert torch.equal(out, again)
+    assert agree == 40  # the one object goes one way in both slots, every time
+    # Both start directions still occur, and the second object's slot is drawn on its own.
+    assert {x for x, _ in picks} == {-0.2, 0.2} and {y for _, y in picks} == {-0.2, 0.2}
+    # Drawn independently (agree_px=0), the two slots of the one object part ways.
+    parted = 0
+    for seed in range(40):
+        free = planner.sample(torch.zeros(2, 4, 2, 2), torch.zeros(2, 3, 16),
+                              torch.ones(2, 3, dtype=torch.bool),
+                              [torch.Generator().manual_seed(seed + k) for k in (0, 100)],
+                              agree_px=0.0)  # fmt: skip
+        parted += not bool((free[0, 0] == free[0, 1]).all())
+    assert parted > 5

@@ -70,3 +70,23 @@ def test_eval_wordings_reach_the_planner_and_every_slot_is_judged():
     planner.tracks = [t[[0, 0]] for t in planner.tracks]
     result = probe.probe(fake_pipe(planner), "mnist-2", split="test", samples=6, seed=0)
     assert result["every_slot_right"] == 1.0 and result["right"] < 1.0
+
+
+def test_the_canonical_plan_probe_gives_the_planner_canonical_captions_only(fake_text_encoder):
+    from helpers import tracked_pipeline
+    from kinetoscope.data.worlds import canonical_caption, eval_prompts
+
+    canonical_probe = load_benchmark("canonical_plan_probe")
+    pipe = tracked_pipeline(fake_text_encoder)
+    planned, encoded = [], []
+    encode = fake_text_encoder.encode
+    fake_text_encoder.encode = lambda texts: (encoded.extend(texts), encode(texts))[1]
+    sample = pipe.planner.sample
+    pipe.planner.sample = lambda *a, **k: (planned.append(list(encoded)), sample(*a, **k))[1]
+    canonical_probe.plan_from_canonical_captions(pipe, "mnist-1", samples=4)
+    prompts = eval_prompts("mnist-1", split="test", count=4, seed=0)
+    held_out = prompts[1][0]  # odd prompts use held-out templates
+    pipe([held_out], seed=0, progress=False)
+    assert encoded[0] == held_out  # the generator reads the prompt
+    assert planned[-1][-1] == canonical_caption("mnist", prompts[1][1])  # the planner, not
+    assert held_out != planned[-1][-1]

@@ -134,9 +134,18 @@ class TrajectoryPlanner(ModelMixin, ConfigMixin):
         text_emb: torch.Tensor,
         text_mask: torch.Tensor,
         generators: list[torch.Generator] | None = None,
+        *,
+        agree_px: float = 2.0,
     ) -> torch.Tensor:
         """(B, S, T, 2) tracks: one mode per slot, drawn by its probability with sample b's
-        generator (the most likely mode without generators)."""
+        generator (the most likely mode without generators).
+
+        Slots in turn: a slot with a mode within ``agree_px`` (root mean square, pixels of a
+        64-wide frame) of a track already chosen for an earlier slot takes that mode. Every
+        slot of a one-object prompt proposes that object's tracks, and drawn independently
+        they could send its anchors two ways at once (a bounce starting left in one slot and
+        right in the other); two objects whose proposals coincide lose nothing by it.
+        """
         tracks, logits = self(first, text_emb, text_mask)
         probs = logits.float().softmax(-1)  # (B, S, M)
         if generators is None:
@@ -150,6 +159,15 @@ class TrajectoryPlanner(ModelMixin, ConfigMixin):
                     for p, g in zip(probs, generators, strict=True)
                 ]
             )
+        tol = (agree_px / 64) ** 2
+        for s in range(1, tracks.shape[1]):
+            chosen = tracks[:, :s].gather(
+                2, mode[:, :s, None, None, None].expand(-1, -1, 1, *tracks.shape[-2:])
+            )  # (B, s, 1, T, 2): the earlier slots' chosen tracks
+            err = (tracks[:, s, None] - chosen).square().mean(dim=(-1, -2))  # (B, s, M)
+            best, where = err.flatten(1).min(dim=1)
+            agree = best < tol
+            mode[:, s] = torch.where(agree, where % tracks.shape[2], mode[:, s])
         index = mode[..., None, None, None].expand(-1, -1, 1, *tracks.shape[-2:])
         return tracks.gather(2, index).squeeze(2)
 
