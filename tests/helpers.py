@@ -29,6 +29,16 @@ TINY_CVIVIT = {
 }
 
 
+# A two-level Video LDM UNet over 16-wide text states.
+TINY_UNET = {
+    "channels": (16, 32),
+    "attention_levels": (1,),
+    "temporal_attention_levels": (1,),
+    "num_heads": 2,
+    "text_dim": 16,
+}
+
+
 def tiny_ldm_pipeline(text_encoder, *, conv_out_std: float | None = None) -> TextToVideoPipeline:
     """A random Video LDM pipeline (seed 0): 4 frames of 16x16, 2 DDPM-family steps.
 
@@ -39,13 +49,7 @@ def tiny_ldm_pipeline(text_encoder, *, conv_out_std: float | None = None) -> Tex
     """
     torch.manual_seed(0)
     vae = VideoAutoencoderKL(channels=(8, 16), latent_channels=4)
-    unet = VideoUNet(
-        channels=(16, 32),
-        attention_levels=(1,),
-        temporal_attention_levels=(1,),
-        num_heads=2,
-        text_dim=16,
-    )
+    unet = VideoUNet(**TINY_UNET)
     if conv_out_std is not None:
         with torch.no_grad():
             unet.conv_out.weight.normal_(0, conv_out_std)
@@ -88,17 +92,8 @@ def load_benchmark(name: str) -> ModuleType:
     return module
 
 
-# A UNet whose finest level's anchors follow given object tracks (two slots).
-TRACKED_UNET = dict(
-    channels=(16, 32),
-    attention_levels=(1,),
-    temporal_attention_levels=(1,),
-    num_heads=2,
-    text_dim=16,
-    anchor_levels=(0,),
-    anchor_heads=2,
-    anchor_read_out="given",
-)
+# The same UNet with anchors at its finest level that follow given object tracks (two slots).
+TRACKED_UNET = {**TINY_UNET, "anchor_levels": (0,), "anchor_heads": 2, "anchor_read_out": "given"}
 
 
 def tracked_pipeline(text_encoder, *, planner: bool = True):
