@@ -54,18 +54,19 @@ def tiny_ldm_pipeline(text_encoder, *, conv_out_std: float | None = None) -> Tex
         with torch.no_grad():
             unet.conv_out.weight.normal_(0, conv_out_std)
     sched = DDPMScheduler(num_train_timesteps=100, beta_schedule="squaredcos_cap_v2")
+    return _tiny_pipeline(vae, unet, sched, text_encoder, model_name="tiny")
+
+
+def _tiny_pipeline(vae, unet, sched, text_encoder, *, planner=None, **defaults):
+    """A pipeline of these tiny parts: 4 frames of 16x16, 2 steps, 8 text tokens."""
     pipe = TextToVideoPipeline(
         vae=vae,
         unet=unet,
         scheduler_config=dict(sched.config),
         text_encoder="fake",
         max_length=8,
-        defaults={
-            "num_frames": 4,
-            "resolution": 16,
-            "num_inference_steps": 2,
-            "model_name": "tiny",
-        },
+        defaults={"num_frames": 4, "resolution": 16, "num_inference_steps": 2, **defaults},
+        planner=planner,
     )
     pipe._text_encoder = text_encoder
     return pipe
@@ -107,19 +108,7 @@ def tracked_pipeline(text_encoder, *, planner: bool = True):
                                   layers=1, heads=2)  # fmt: skip
     with torch.no_grad():
         proposals.head.weight.normal_(0, 0.5)  # tracks of a few cells
-    pipe = TextToVideoPipeline(
-        vae=VideoAutoencoderKL(channels=(8, 16), latent_channels=4),
-        unet=unet,
-        scheduler_config=dict(DDPMScheduler(num_train_timesteps=100).config),
-        text_encoder="fake",
-        max_length=8,
-        defaults={
-            "num_frames": 4,
-            "resolution": 16,
-            "num_inference_steps": 2,
-            "first_frame": "image",
-        },  # fmt: skip
-        planner=proposals if planner else None,
-    )
-    pipe._text_encoder = text_encoder
-    return pipe
+    vae = VideoAutoencoderKL(channels=(8, 16), latent_channels=4)
+    sched = DDPMScheduler(num_train_timesteps=100)
+    return _tiny_pipeline(vae, unet, sched, text_encoder, first_frame="image",
+                          planner=proposals if planner else None)  # fmt: skip
