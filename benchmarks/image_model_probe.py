@@ -11,7 +11,9 @@ and the right object count bounds the world's score from above.
 
 RUN_DIR_OR_MODEL is a training run directory after its image stage (``vae/`` and
 ``unet-image/``; the recipe in ``recipe.json`` gives the noise schedule and text encoder) or
-any saved LDM pipeline or shipped model name.
+any saved LDM pipeline or shipped model name. A Phenaki model draws its frame 0 as its
+image-first sampling does: the first time step's tokens on their own (``--steps`` defaults to
+the model's own number of MaskGIT steps for it, 15 for an LDM).
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test")
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--guidance", type=float, nargs="+", default=[4.0])
-    parser.add_argument("--steps", type=int, default=15)
+    parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--clauses",
@@ -93,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         pipe = image_stage_pipeline(run)
     else:
         pipe = kinetoscope.load(args.model)
-    pipe = image_model_only(pipe)
+    phenaki = getattr(pipe, "family", "") == "phenaki"
+    if not phenaki:
+        pipe = image_model_only(pipe)
+    steps = args.steps if args.steps is not None else (None if phenaki else 15)
     if args.clauses != "model":
         pipe.text_clauses = args.clauses == "on"
     world = args.world.split("-")[0]
@@ -105,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             world=args.world,
             seed=args.seed,
             batch_size=8,
-            sampling={"num_frames": 1, **sampling_options(steps=args.steps, guidance=guidance)},
+            sampling={"num_frames": 1, **sampling_options(steps=steps, guidance=guidance)},
             as_judged=lambda video: np.repeat(video.frames, 8, axis=0),
         )
         print(

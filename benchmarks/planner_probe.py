@@ -9,7 +9,8 @@ proposal is the asked motion (the best assignment of slots to objects). Prints t
 motion and the mean distance to the true track, in pixels, and how often every slot's proposal
 is some object's asked motion (the generator's anchors follow every slot). ``--wording eval``
 uses the evaluation's held-out wordings (one per clip, in turn) instead of the canonical
-caption.
+caption. Works for both families: an LDM planner sees frame 0's latents, a Phenaki planner the
+first time step's token codes.
 
     python benchmarks/planner_probe.py runs/ldm-mnist-trk/pipeline mnist-1 --split test
 """
@@ -35,6 +36,15 @@ def judged_motions(start: np.ndarray, track: np.ndarray, box: int, resolution: i
     return classify_motion(centres)[0]
 
 
+def first_frame_latents(pipe, video: torch.Tensor) -> torch.Tensor:
+    """Frame 0 (1, C, 1, H, W) as the pipeline's planner sees it, (1, Z, h, w): the VAE's
+    latents (LDM) or the tokenizer's codes of the first time step (Phenaki)."""
+    if hasattr(pipe, "vae"):
+        return pipe.vae.encode(video)[:, :, 0]
+    tokens = pipe.tokenizer.encode(video)[:, 0]  # (1, h, w)
+    return pipe.tokenizer.quantizer.indices_to_codes(tokens).permute(0, 3, 1, 2)
+
+
 def probe(
     pipe, world: str, *, split: str, samples: int, seed: int, wording: str = "canonical"
 ) -> dict:
@@ -48,7 +58,7 @@ def probe(
         clip = data[i]
         video = clip.to_video()[:1].to_tensor(device=pipe.device)[None]  # (1, C, 1, H, W)
         with torch.no_grad():
-            first = pipe.vae.encode(video)[:, :, 0]
+            first = first_frame_latents(pipe, video)
             caption = clip.caption
             if wording == "eval":
                 held_out = eval_wordings(world.split("-")[0], clip.objects)

@@ -474,3 +474,115 @@ def test_memorises_one_sequence_for_one_prompt():
         generator=torch.Generator().manual_seed(0),
     )
     assert torch.equal(sample, target), loss.item()
+
+
+# ----------------------------------------------------------------------------- object tracks
+
+
+def test_anchor_slots_grow_a_transformer_that_starts_as_it_was_and_then_follows_tracks():
+    from kinetoscope.train.weights import load_grown
+
+    plain = tiny_transformer()
+    torch.manual_seed(3)
+    grown = MaskedVideoTransformer(**TINY, anchor_slots=2).eval()
+    load_grown(grown, plain.state_dict(), new_prefixes=("anchors.",))
+    assert grown.takes_trajectory and not plain.takes_trajectory
+    tokens = torch.randint(0, NUM_CODES + 1, (2, 12))
+    emb, mask = text()
+    tracks = torch.randn(2, 2, 3, 2) * 0.3
+    with torch.no_grad():
+        before = plain(tokens, emb, mask)
+        assert torch.allclose(grown(tokens, emb, mask, tracks), before, atol=1e-6)
+        for anchor in grown.anchors:  # as after training: the anchors now write something
+            anchor.proj_out.weight.normal_(0, 0.5)
+        followed = grown(tokens, emb, mask, tracks)
+        moved = grown(tokens, emb, mask, tracks + 0.5)
+        absent = grown(tokens, emb, mask, torch.full_like(tracks, math.nan))
+        half = grown(tokens, emb, mask, torch.cat([tracks[:1], tracks[1:] * math.nan]))
+    assert (followed - before).abs().max() > 1e-3  # the tracks change the logits
+    assert (moved - followed).abs().max() > 1e-3  # and where they go matters
+    assert torch.allclose(absent, grown(tokens, emb, mask), atol=1e-6)  # NaN rows: no tracks
+    assert torch.allclose(half[0], followed[0], atol=1e-6)
+    assert torch.allclose(half[1], absent[1], atol=1e-6)
+    with pytest.raises(ValueError, match="anchor_slots"):
+        plain(tokens, emb, mask, tracks)
+    with pytest.raises(ValueError, match="trajectory must be"):
+        grown(tokens, emb, mask, tracks[:, :1])
+
+
+def test_growing_accepts_only_missing_weights_of_the_new_layers():
+    from kinetoscope.train.weights import load_grown
+
+    grown = MaskedVideoTransformer(**TINY, anchor_slots=2)
+    state = tiny_transformer().state_dict()
+    with pytest.raises(ValueError, match="missing"):
+        load_grown(
+            grown, {k: v for k, v in state.items() if k != "row_emb"}, new_prefixes=("anchors.",)
+        )
+    with pytest.raises(ValueError, match="unexpected"):
+        load_grown(grown, {**state, "extra.weight": torch.zeros(1)}, new_prefixes=("anchors.",))
+
+
+def test_token_step_tracks_put_each_tubelet_at_the_mean_of_its_two_frames():
+    from kinetoscope.masked.transformer import token_step_tracks
+
+    frames = torch.tensor([0.0, 1.0, 3.0, 4.0, 8.0])  # displacement per frame
+    tracks = torch.stack([frames, -frames], dim=-1)[None, None]  # (1, 1, 5, 2)
+    steps = token_step_tracks(tracks)
+    assert torch.equal(steps[0, 0, :, 0], torch.tensor([0.0, 2.0, 6.0]))
+    assert torch.equal(steps[0, 0, :, 1], -steps[0, 0, :, 0])
+    with pytest.raises(ValueError, match="1 \\+ 2k"):
+        token_step_tracks(tracks[:, :, :4])
+
+
+class _TrackRecorder(nn.Module):
+    """Uniform logits; remembers the tracks each forward got."""
+
+    mask_id = NUM_CODES
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[torch.Tensor | None] = []
+
+    def forward(self, tokens, text_emb, text_mask, trajectory=None):
+        self.seen.append(trajectory)
+        return torch.zeros(*tokens.shape, NUM_CODES)
+
+
+def test_guidance_gives_the_tracks_to_the_conditional_branch_only():
+    model, (emb, mask) = _TrackRecorder(), text()
+    tracks = torch.randn(2, 2, 3, 2)
+    tokens = torch.full((2, 12), NUM_CODES)
+    guided_logits(
+        model, tokens, text_emb=emb, text_mask=mask, null_emb=emb[:1], null_mask=mask[:1],
+        guidance_scale=3.0, trajectory=tracks,
+    )  # fmt: skip
+    seen = model.seen[-1]
+    assert seen.shape == (4, 2, 3, 2)
+    assert torch.equal(seen[:2], tracks) and seen[2:].isnan().all()
+    guided_logits(
+        model, tokens, text_emb=emb, text_mask=mask, null_emb=None, null_mask=None,
+        guidance_scale=1.0, trajectory=tracks,
+    )  # fmt: skip
+    assert torch.equal(model.seen[-1], tracks)
+    maskgit_sample(
+        model, text_emb=emb, text_mask=mask, null_emb=emb[:1], null_mask=mask[:1],
+        token_shape=(3, 2, 2), num_steps=2, trajectory=tracks,
+    )  # fmt: skip
+    assert all(torch.equal(s[:2], tracks) for s in model.seen[-2:])
+
+
+def test_the_loss_drops_a_clips_tracks_with_its_text():
+    model, (emb, mask) = _TrackRecorder(), text(4)
+    tokens = torch.randint(0, NUM_CODES, (4, 3, 2, 2))
+    tracks = torch.randn(4, 2, 3, 2)
+    null = text(1, seed=5)
+    masked_token_loss(model, tokens, emb, mask, text_dropout=0.0, trajectory=tracks)
+    assert torch.equal(model.seen[-1], tracks)
+    masked_token_loss(
+        model, tokens, emb, mask, null_text_emb=null[0], null_text_mask=null[1],
+        text_dropout=1.0, trajectory=tracks,
+    )  # fmt: skip
+    assert model.seen[-1].isnan().all()
+    masked_token_loss(model, tokens, emb, mask, text_dropout=0.0)
+    assert model.seen[-1] is None

@@ -375,3 +375,106 @@ def test_a_finetune_stage_equals_a_second_run_started_from_the_first(tmp_path, f
         both = {**stages["transformer"], "extra": extra}
         recipe = tiny_recipe(stages={**stages, "transformer": both, "transformer_finetune": other})
         train_phenaki(recipe, tmp_path / "bad")
+
+
+def track_recipe(**changes) -> PhenakiRecipe:
+    """The tiny recipe with given-track anchors, a planner stage and image-first sampling."""
+    stages = tiny_recipe().stages
+    extra = {**stages["transformer"]["extra"], "track_dropout": 0.5}
+    settings = {
+        "transformer": {"dim": 32, "depth": 1, "num_heads": 2, "anchor_slots": 2},
+        "stages": {
+            **stages,
+            "trajectory_planner": {"steps": 3, "batch_size": 4, "lr": 1e-3},
+            "transformer": {**stages["transformer"], "extra": extra},
+        },
+        "sampling": {
+            "num_frames": 4,
+            "num_inference_steps": 2,
+            "context_frames": 1,
+            "first_frame": "image",
+        },
+    }
+    return tiny_recipe(**{**settings, **changes})
+
+
+def test_a_recipe_with_object_tracks_trains_anchors_and_a_planner(tmp_path, fake_encoder):
+    """Anchors train on the cached clips' own tracks; the planner learns them from the first
+    time step's codes, and the saved pipeline samples with both."""
+    recipe = track_recipe()
+    run = tmp_path / "run"
+    pipe = PhenakiPipeline.from_pretrained(train_phenaki(recipe, run))
+    assert pipe.transformer.takes_trajectory and pipe.planner is not None
+    assert pipe.planner.config.latent_channels == 2  # FSQ (8, 5): two code channels
+    assert pipe.planner.config.num_frames == 5
+    assert (
+        torch.load(run / "stage-trajectory_planner" / "checkpoint.pt", weights_only=False)["step"]
+        == 3
+    )
+    cache = torch.load(run / "tokens.pt", weights_only=False)
+    clip = phenaki_train._world_datasets(recipe)[0][0]
+    start = torch.tensor(clip.objects[0]["positions"][0], dtype=torch.float32)
+    for t in range(5):  # the cached tracks are the clips' own moves, in frame widths
+        moved = torch.tensor(clip.objects[0]["positions"][t], dtype=torch.float32) - start
+        assert torch.allclose(cache["tracks"][0, 0, t], moved / 32)
+
+    bank = CaptionBank(fake_encoder)
+    batches = token_batches(
+        cache, bank, batch_size=64, continuation_fraction=0.0, max_prefix_steps=1, seed=0,
+        tracks=cache["tracks"], track_dropout=0.5,
+    )  # fmt: skip
+    tokens, _, _, _, tracks = next(batches)
+    assert tracks.shape == (64, 2, 3, 2)  # per token time step
+    dropped = tracks.isnan().flatten(1).all(1)
+    assert 10 < int(dropped.sum()) < 54 and not tracks[~dropped].isnan().any()
+    assert tracks[~dropped][:, :, 0].abs().max() == 0  # the first step is where they start
+
+    pipe._text_encoder = fake_encoder
+    seen = []
+    forward = pipe.transformer.forward
+    pipe.transformer.forward = lambda *a: seen.append(a[3] if len(a) > 3 else None) or forward(*a)
+    pipe("a red circle", seed=0, progress=False)
+    assert seen[0] is None  # the first frame, drawn as an image, has no tracks yet
+    assert seen[-1].shape == (2, 2, 3, 2) and not seen[-1][:1].isnan().any()
+    assert seen[-1][1:].isnan().all()  # the unconditional branch runs without
+    story = pipe.story(["a red circle", "a blue square"], frames_per_prompt=4, progress=False)
+    assert story.num_frames == 8
+
+
+def test_tracks_need_both_the_anchors_and_the_planner(tmp_path, fake_encoder):
+    with pytest.raises(ValueError, match="trajectory_planner"):
+        stages = {k: v for k, v in track_recipe().stages.items() if k != "trajectory_planner"}
+        train_phenaki(track_recipe(stages=stages), tmp_path / "a")
+    with pytest.raises(ValueError, match="anchor_slots"):
+        train_phenaki(
+            track_recipe(transformer={"dim": 32, "depth": 1, "num_heads": 2}), tmp_path / "b"
+        )
+
+
+def test_tokenizer_image_batches_hold_single_frames_of_drawn_clips(tmp_path, fake_encoder):
+    from kinetoscope.train.recipe import clip_batches
+
+    recipe = tiny_recipe()
+    plain = phenaki_train.tokenizer_batches(recipe, batch_size=2, seed=0)
+    reference = clip_batches(recipe, batch_size=2, seed=0)
+    for _ in range(3):  # without image batches: exactly the clip batches
+        assert torch.equal(next(plain), next(reference))
+    mixed = phenaki_train.tokenizer_batches(
+        recipe, batch_size=2, seed=0, image_fraction=0.5, image_batch_size=10
+    )
+    batches = [next(mixed) for _ in range(30)]
+    assert {tuple(b.shape) for b in batches} == {(2, 3, 5, 32, 32), (10, 3, 1, 32, 32)}
+    images = clip_batches(recipe, batch_size=3, seed=1)  # the clips the images come from
+    first = next(images)
+    image_batch = next(b for b in batches if b.shape[2] == 1)
+    for k in range(4):  # the first clip's four frames
+        assert any(torch.equal(image_batch[k, :, 0], first[0, :, t]) for t in range(5))
+
+    stages = recipe.stages
+    tokenizer = {**stages["tokenizer"], "extra": {"image_fraction": 0.5, "image_batch_size": 6}}
+    run = tmp_path / "run"
+    train_phenaki(tiny_recipe(stages={**stages, "tokenizer": tokenizer}), run)
+    assert torch.load(run / "stage-tokenizer" / "checkpoint.pt", weights_only=False)["step"] == 3
+    bad = {**stages["tokenizer"], "extra": {"image_fraction": 1.0}}
+    with pytest.raises(ValueError, match="image_fraction"):
+        train_phenaki(tiny_recipe(stages={**stages, "tokenizer": bad}), tmp_path / "bad")

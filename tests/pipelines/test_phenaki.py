@@ -238,3 +238,76 @@ def test_inconsistent_parts_and_encoders_are_reported(pipe, tmp_path, fake_text_
         PhenakiPipeline.from_pretrained(tmp_path / "model")
     with pytest.raises(FileNotFoundError, match="model_index.json"):
         PhenakiPipeline.from_pretrained(tmp_path / "nothing")
+
+
+def make_tracked_pipe(fake_text_encoder) -> PhenakiPipeline:
+    """The tiny pipeline with anchor attentions (random, so tracks matter) and a planner."""
+    from kinetoscope.diffusion.planner import TrajectoryPlanner
+
+    pipe = make_pipe(fake_text_encoder)
+    torch.manual_seed(1)
+    transformer = MaskedVideoTransformer(**TRANSFORMER, anchor_slots=2)
+    transformer.load_state_dict(pipe.transformer.state_dict(), strict=False)
+    with torch.no_grad():
+        for anchor in transformer.anchors:
+            anchor.proj_out.weight.normal_(0, 1.0)
+    planner = TrajectoryPlanner(latent_channels=2, text_dim=16, num_frames=7, width=32, heads=2)
+    with torch.no_grad():
+        planner.head.weight.normal_(0, 0.5)  # tracks of a few cells, not near zero
+    tracked = PhenakiPipeline(
+        tokenizer=pipe.tokenizer,
+        transformer=transformer,
+        planner=planner,
+        text_encoder="fake",
+        max_length=8,
+        defaults={**pipe.defaults, "first_frame": "image"},
+    )
+    tracked._text_encoder = fake_text_encoder
+    return tracked
+
+
+def test_a_planner_gives_every_window_tracks_that_save_and_load(tmp_path, fake_text_encoder):
+    import kinetoscope
+
+    pipe = make_tracked_pipe(fake_text_encoder)
+    plans = []
+    plan = pipe._plan
+    pipe._plan = lambda run, first, n: (
+        plans.append((first.shape, n, plan(run, first, n))) or plans[-1][2]
+    )
+    a = pipe(PROMPTS[:2], seed=0, progress=False, num_frames=10).frames
+    # Two windows: a fresh one planned from its first frame, then a continuation planned from
+    # the re-encoded context's first time step.
+    assert [(shape, n) for shape, n, _ in plans] == [((2, 4, 4), 7), ((2, 4, 4), 7)]
+    tracks = plans[0][2]
+    assert tracks.shape == (2, 2, 4, 2) and tracks[:, :, 0].abs().max() == 0
+    assert tracks[:, :, 1:].abs().max() > 0.01
+
+    untracked = PhenakiPipeline(
+        tokenizer=pipe.tokenizer,
+        transformer=pipe.transformer,
+        text_encoder="fake",
+        max_length=8,
+        defaults=pipe.defaults,
+    )
+    untracked._text_encoder = fake_text_encoder
+    b = untracked(PROMPTS[:2], seed=0, progress=False, num_frames=10).frames
+    assert not all(np.array_equal(x.frames, y.frames) for x, y in zip(a, b, strict=True))
+
+    pipe._plan = plan
+    pipe.save_pretrained(tmp_path / "model")
+    assert (tmp_path / "model" / "planner" / "config.json").is_file()
+    loaded = kinetoscope.load(tmp_path / "model")
+    loaded._text_encoder = fake_text_encoder
+    assert loaded.planner is not None and loaded.transformer.takes_trajectory
+    c = loaded(PROMPTS[:2], seed=0, progress=False, num_frames=10).frames
+    assert all(np.array_equal(x.frames, y.frames) for x, y in zip(a, c, strict=True))
+
+
+def test_a_window_longer_than_the_planner_plans_samples_without_tracks(fake_text_encoder, caplog):
+    pipe = make_tracked_pipe(fake_text_encoder)
+    pipe.planner.config.num_frames = 5  # as if planned for shorter clips
+    first = torch.zeros(1, 4, 4, dtype=torch.long)
+    with caplog.at_level("WARNING"):
+        assert pipe._plan(None, first, 7) is None
+    assert "plans 5 frames, not 7" in caplog.text

@@ -54,6 +54,25 @@ def test_true_tracks_are_all_right_and_reversed_ones_only_for_bounces():
     assert result["every_slot_right"] == result["right"] < 1.0  # one object: both slots its own
 
 
+def test_a_phenaki_planner_sees_the_first_time_steps_token_codes():
+    from helpers import TINY_CVIVIT
+    from kinetoscope.autoencoders.cvivit import CViViT
+
+    tokenizer = CViViT(**{**TINY_CVIVIT, "image_size": 64, "fsq_levels": (8, 5)})
+    seen = []
+    planner = ReplayPlanner("mnist-1", 3, 1.0)
+    sample = planner.sample
+    planner.sample = lambda first, *rest: seen.append(first) or sample(first, *rest)
+    pipe = fake_pipe(planner)
+    del pipe.vae
+    pipe.tokenizer = tokenizer
+    assert probe.probe(pipe, "mnist-1", split="test", samples=3, seed=0)["right"] == 1.0
+    clip = WorldDataset("mnist-1", split="test", size=3, seed=0)[0]
+    video = clip.to_video()[:1].to_tensor()[None]
+    codes = tokenizer.quantizer.indices_to_codes(tokenizer.encode(video)[:, 0])  # (1, h, w, 2)
+    assert torch.equal(seen[0], codes.permute(0, 3, 1, 2))
+
+
 def test_eval_wordings_reach_the_planner_and_every_slot_is_judged():
     from kinetoscope.data.worlds import eval_wordings
 

@@ -18,14 +18,24 @@ def test_a_perfect_round_trip_scores_like_the_real_clips(world):
     assert report["clips"] == 6
     assert report["judged_round_trip"] == report["judged_real"]
     assert report["judged_real"] >= 5 / 6  # the judge accepts (almost) every real clip
+    # frame 0 held still: its identity and count are read as in the real frame
+    assert report["first_frame_round_trip"] == report["first_frame_real"] >= 5 / 6
 
 
 def test_a_round_trip_that_loses_the_object_scores_zero():
     report = round_trip_ceiling(
         lambda video: torch.full_like(video, -1.0), world="mnist-1", count=4
     )
-    assert report["judged_round_trip"] == 0.0
+    assert report["judged_round_trip"] == 0.0 == report["first_frame_round_trip"]
     assert report["judged_real"] > 0.0
+
+
+def test_the_first_frame_is_reconstructed_on_its_own():
+    seen = []
+    report = round_trip_ceiling(
+        lambda video: seen.append(video.shape[2]) or video, world="shapes-1", count=2, num_frames=17
+    )
+    assert seen == [17, 1, 17, 1] and report["first_frame_round_trip"] == 1.0
 
 
 def test_a_round_trip_that_mirrors_the_clip_fails_the_motion():

@@ -8,6 +8,8 @@ Two reports:
 - ``round_trip_ceiling`` (either family): the share of real world clips the project's judge
   still accepts after an encode/decode round trip. A generator can only draw what its
   autoencoder can decode, so this is the highest accuracy the model can reach on that world.
+  Beside it, frame 0 reconstructed on its own (as image-first sampling draws it; a C-ViViT codes
+  it alone) and held as a still clip: the share whose identity and count the judge reads right.
 
     python -m kinetoscope.eval.autoencoder ldm-mnist --world mnist-1 --count 64 --judge
     python -m kinetoscope.eval.autoencoder phenaki-mnist --world mnist-1 --judge
@@ -24,6 +26,9 @@ import numpy as np
 import torch
 
 from kinetoscope.eval.temporal import flicker_error, psnr
+
+IDENTITY = {"mnist": ("digit",), "shapes": ("color", "shape", "size")}
+STILL_FRAMES = 8  # a frame held still for the judge
 
 
 def _to_uint8(video: torch.Tensor) -> np.ndarray:
@@ -78,26 +83,37 @@ def round_trip_ceiling(
             only its first 16 frames are judged (a C-ViViT round trip needs 1 + 2k frames).
         num_frames: frames rendered per clip (17 for a C-ViViT tokenizer).
     Returns:
-        {"world", "split", "clips", "judged_real", "judged_round_trip"} (shares in [0, 1]).
+        {"world", "split", "clips", "judged_real", "judged_round_trip", "first_frame_real",
+        "first_frame_round_trip"} (shares in [0, 1]; the last two judge frame 0 alone, held
+        still: identity and count right).
     """
     from kinetoscope.data.worlds import WorldDataset, manifest_objects
     from kinetoscope.eval.judge import load_judge
 
     judge = judge or load_judge()
     dataset = WorldDataset(world, split=split, size=count, seed=seed, num_frames=num_frames)
-    real, round_trip = [], []
+    real, round_trip, first_real, first_round_trip = [], [], [], []
     for index in range(count):
         clip = dataset[index]
         expected = manifest_objects(clip.world, clip.objects)
-        recon = _to_uint8(reconstruct(clip.to_video().to_tensor()[None])[0])[:16]
+        video = clip.to_video().to_tensor()[None]  # (1, C, T, H, W)
+        recon = _to_uint8(reconstruct(video)[0])[:16]
         real.append(judge.judge(clip.frames[:16], expected, world=clip.world).correct)
         round_trip.append(judge.judge(recon, expected, world=clip.world).correct)
+        first = _to_uint8(reconstruct(video[:, :, :1])[0])
+        for frame, shares in ((clip.frames[:1], first_real), (first, first_round_trip)):
+            verdict = judge.judge(
+                np.repeat(frame, STILL_FRAMES, axis=0), expected, world=clip.world
+            )
+            shares.append(all(verdict.attributes[k] for k in (*IDENTITY[clip.world], "count")))
     return {
         "world": world,
         "split": split,
         "clips": count,
         "judged_real": float(np.mean(real)),
         "judged_round_trip": float(np.mean(round_trip)),
+        "first_frame_real": float(np.mean(first_real)),
+        "first_frame_round_trip": float(np.mean(first_round_trip)),
     }
 
 

@@ -68,14 +68,19 @@ def guided_logits(
     null_emb: torch.Tensor | None,
     null_mask: torch.Tensor | None,
     guidance_scale: float,
+    trajectory: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Classifier-free guided logits (B, N, K) for tokens (B, N), in one batched forward.
 
     null_emb (1 or B, L, D) / null_mask (1 or B, L) is the empty (or negative) prompt; with
     ``guidance_scale == 1`` it is not needed and only the conditional pass runs.
+    trajectory (B, S, T', 2): object tracks for a model with anchor attentions; the
+    conditional branch follows them and the unconditional one runs without (as trained: the
+    tracks are dropped with the text), so guidance pushes towards both.
     """
+    extra = () if trajectory is None else (trajectory,)
     if guidance_scale == 1.0:
-        return model(tokens, text_emb, text_mask)
+        return model(tokens, text_emb, text_mask, *extra)
     if null_emb is None or null_mask is None:
         raise ValueError(
             "guidance_scale != 1 needs null_emb and null_mask (the text encoder's encoding of the "
@@ -89,10 +94,13 @@ def guided_logits(
         )
     null_emb = null_emb.to(text_emb).expand(batch, -1, -1)
     null_mask = null_mask.to(text_mask.device).bool().expand(batch, -1)
+    if trajectory is not None:
+        extra = (torch.cat([trajectory, torch.full_like(trajectory, math.nan)]),)
     logits = model(
         torch.cat([tokens, tokens]),
         torch.cat([text_emb, null_emb]),
         torch.cat([text_mask.bool(), null_mask]),
+        *extra,
     )  # (2B, N, K)
     cond, uncond = logits.chunk(2)
     return uncond + guidance_scale * (cond - uncond)
@@ -184,6 +192,7 @@ def maskgit_sample(
     prefix_tokens: torch.Tensor | None = None,
     decode_until: int | None = None,
     callback: Callable[[int, int, torch.Tensor], None] | None = None,
+    trajectory: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sample a token grid (B, T', h, w) by MaskGIT iterative decoding.
 
@@ -204,6 +213,8 @@ def maskgit_sample(
         callback: ``callback(step, num_steps, tokens (B, T', h, w))`` after every step (mask
             ids mark undecided positions). Decoding stops early once nothing is masked, which
             only happens when ``num_steps`` exceeds the number of tokens to decode.
+        trajectory: (B, S, T', 2) object tracks for a transformer with anchor attentions
+            (see ``guided_logits``); None samples without.
     """
     if len(token_shape) != 3 or min(token_shape) < 1:
         raise ValueError(f"token_shape must be (T', h, w) with positive sizes, got {token_shape}")
@@ -235,6 +246,7 @@ def maskgit_sample(
             null_emb=null_emb,
             null_mask=null_mask,
             guidance_scale=guidance_scale,
+            trajectory=trajectory,
         ).float()  # (B, N, K)
         sampled, confidence = _sample_with_confidence(
             logits, temperature=temperature, generator=generator, device=device

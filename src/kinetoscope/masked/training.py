@@ -105,6 +105,7 @@ def masked_token_loss(
     generator: torch.Generator | None = None,
     text_dropout: float = 0.1,
     frozen_prefix: int | torch.Tensor = 0,
+    trajectory: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross-entropy of a masked video-token transformer on randomly masked tokens.
 
@@ -119,6 +120,9 @@ def masked_token_loss(
         text_dropout: probability of training a clip unconditionally (for guidance).
         frozen_prefix: leading time steps that are never masked (0 <= P < T'), one int for
             the batch or a (B,) long tensor per clip (mixes generation and continuation).
+        trajectory: (B, S, T', 2) object tracks for a model with anchor attentions (rows of NaN
+            train without); a clip whose text is dropped loses its tracks too, so the
+            unconditional model guidance subtracts has neither.
 
     Returns:
         (loss, logs) with logs ``{"loss", "mask_ratio", "masked_accuracy"}`` as floats.
@@ -151,7 +155,10 @@ def masked_token_loss(
             )
         drop = _rand((batch,), generator, device) < text_dropout  # (B,)
         text_emb, text_mask = drop_text(text_emb, text_mask, null_text_emb, null_text_mask, drop)
-    logits = model(inputs, text_emb, text_mask)  # (B, N, K)
+        if trajectory is not None:
+            trajectory = trajectory.masked_fill(drop[:, None, None, None], math.nan)
+    extra = () if trajectory is None else (trajectory,)
+    logits = model(inputs, text_emb, text_mask, *extra)  # (B, N, K)
     loss = F.cross_entropy(logits[masked], flat[masked])
     with torch.no_grad():
         accuracy = (logits[masked].argmax(dim=-1) == flat[masked]).float().mean()

@@ -19,6 +19,14 @@ level), and its logit adds one score per (channel, level), so
 which rare foreground codes need (each of them is seen a few times per batch only); the
 joint term keeps the full codebook expressible, and sampling is unchanged (it sees K logits).
 
+With ``anchor_slots`` = S, every block is followed by an ``AnchorAttention`` with S heads that
+follow given object tracks (as in the Video LDM, ``kinetoscope.diffusion.trajectories``): a
+token at time step t and cell p reads the first time step's tokens around p moved back along
+head s's track. The tracks come with the data in training and from a ``TrajectoryPlanner`` at
+sampling; without them (``trajectory=None``, or NaN rows such as the unconditional half of a
+guided batch) these layers pass their input through. Their output projections start at zero,
+so a model grown with them starts out as the model it was grown from.
+
 Axis legend: B batch, N = T'*h*w video tokens, T' token time steps, h/w token grid,
 L text tokens, Dt text width, D model width, K = num_codes codebook size.
 """
@@ -35,6 +43,7 @@ from einops import rearrange
 from torch import nn
 
 from kinetoscope.autoencoders.quantizers import FSQ
+from kinetoscope.diffusion.trajectories import AnchorAttention
 from kinetoscope.nn.attention import TransformerBlock
 
 
@@ -70,6 +79,7 @@ class MaskedVideoTransformer(ModelMixin, ConfigMixin):
         local_mixing: a depthwise 3x3x3 convolution over the token grid before every block.
         code_levels: FSQ levels of the tokenizer (their product is ``num_codes``); adds the
             factorised code embeddings and scores described above.
+        anchor_slots: object tracks S the given-track anchor attentions follow (0: none).
     """
 
     @register_to_config
@@ -87,6 +97,7 @@ class MaskedVideoTransformer(ModelMixin, ConfigMixin):
         mlp_mult: int = 4,
         local_mixing: bool = False,
         code_levels: tuple[int, ...] | None = None,
+        anchor_slots: int = 0,
     ) -> None:
         super().__init__()
         self.token_emb = nn.Embedding(num_codes + 1, dim)  # + [MASK]
@@ -115,6 +126,12 @@ class MaskedVideoTransformer(ModelMixin, ConfigMixin):
             for _ in range(depth)
         )
         self.local = nn.ModuleList(LocalMixing(dim) for _ in range(depth)) if local_mixing else None
+        self.anchors = None
+        if anchor_slots:
+            self.anchors = nn.ModuleList(
+                AnchorAttention(dim, num_heads=anchor_slots, context_dim=text_dim, read_out="given")
+                for _ in range(depth)
+            )
         self.norm_out = nn.LayerNorm(dim)
         self.to_logits = nn.Linear(dim, num_codes)
         nn.init.normal_(self.token_emb.weight, std=0.02)
@@ -133,6 +150,11 @@ class MaskedVideoTransformer(ModelMixin, ConfigMixin):
     def max_time_tokens(self) -> int:
         """Largest number of token time steps T' the position table covers."""
         return self.config.max_time_tokens
+
+    @property
+    def takes_trajectory(self) -> bool:
+        """Whether ``forward`` follows given object tracks (``anchor_slots`` > 0)."""
+        return bool(self.config.anchor_slots)
 
     @property
     def tokens_per_step(self) -> int:
@@ -183,11 +205,24 @@ class MaskedVideoTransformer(ModelMixin, ConfigMixin):
         return num_tokens // per_step
 
     def forward(
-        self, tokens: torch.Tensor, text_emb: torch.Tensor, text_mask: torch.Tensor
+        self,
+        tokens: torch.Tensor,
+        text_emb: torch.Tensor,
+        text_mask: torch.Tensor,
+        trajectory: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """tokens (B, N) long (mask_id where masked), text_emb (B, L, Dt), text_mask (B, L) bool
-        (True = real token) -> logits (B, N, K)."""
+        (True = real token) -> logits (B, N, K).
+
+        trajectory (B, S, T', 2): each object's displacement from the first time step at every
+        token time step, (x, y) in frame widths (``token_step_tracks``); rows holding NaN, or
+        None, run without tracks. Only for models with ``anchor_slots``.
+        """
         num_steps = self._check_inputs(tokens, text_emb, text_mask)
+        if trajectory is not None and self.anchors is None:
+            raise ValueError(
+                "this transformer has no anchor attentions; build it with anchor_slots"
+            )
         x = self.token_emb(tokens) + self._positions(num_steps)  # (B, N, D)
         if self.level_emb is not None:
             digits = self.code_digits[tokens]  # (B, N, d)
@@ -200,6 +235,10 @@ class MaskedVideoTransformer(ModelMixin, ConfigMixin):
             if self.local is not None:
                 x = self.local[index](x, grid)
             x = block(x, context, context_mask=context_mask)
+            if self.anchors is not None and trajectory is not None:
+                x = self._follow_tracks(
+                    self.anchors[index], x, context, context_mask, trajectory, grid
+                )
         x = self.norm_out(x)
         logits = self.to_logits(x)  # (B, N, K)
         if self.level_heads is not None:
@@ -207,3 +246,26 @@ class MaskedVideoTransformer(ModelMixin, ConfigMixin):
             for channel, head in enumerate(self.level_heads):
                 logits = logits + head(x)[..., digits[:, channel]]  # (B, N, L_i) -> (B, N, K)
         return logits
+
+    @staticmethod
+    def _follow_tracks(anchor, x, context, context_mask, trajectory, grid) -> torch.Tensor:
+        """x (B, N, D) through a given-track anchor attention on the (T', h, w) token grid."""
+        steps, height, width = grid
+        maps = rearrange(x, "b (t h w) d -> (b t) d h w", t=steps, h=height, w=width)
+        maps = anchor(maps, context, context_mask, num_frames=steps, trajectory=trajectory)
+        return rearrange(maps, "(b t) d h w -> b (t h w) d", t=steps)
+
+
+def token_step_tracks(tracks: torch.Tensor) -> torch.Tensor:
+    """Per-frame tracks (B, S, 1 + 2k, 2) -> per-token-time-step tracks (B, S, 1 + k, 2).
+
+    C-ViViT's first time step is frame 0 and step j >= 1 the tubelet of frames 2j - 1 and 2j,
+    so step j sits at the mean of those two frames' displacements.
+    """
+    frames = tracks.shape[2]
+    if frames % 2 == 0:
+        raise ValueError(f"tracks must cover 1 + 2k frames (C-ViViT clips), got {frames}")
+    if frames == 1:
+        return tracks
+    tubes = tracks[:, :, 1:].unflatten(2, (frames // 2, 2)).mean(dim=3)  # (B, S, k, 2)
+    return torch.cat([tracks[:, :, :1], tubes], dim=2)

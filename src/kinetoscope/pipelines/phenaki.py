@@ -20,23 +20,33 @@ in memory and continuing the same clip read back from a lossless file give the s
 ``story(prompts, seed=s)`` equals ``pipe(prompts[0], seed=s)`` followed by
 ``continue_video(..., prompts[i], seed=s + i)`` for each later prompt.
 
+Object tracks. A transformer with anchor attentions (``anchor_slots``) comes with a
+``TrajectoryPlanner``: once a window's first time step is known (drawn as an image, or the
+re-encoded context), the planner proposes each object's track from the prompt and that step's
+token codes, and the window's later steps are decoded following it.
+
 Axis legend: B batch, C channels, T frames, H/W pixels, T' token time steps, h/w token grid,
 L text tokens, D text width.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from kinetoscope.autoencoders.cvivit import CViViT
-from kinetoscope.masked import MaskedVideoTransformer, continue_tokens, maskgit_sample
+from kinetoscope.diffusion.planner import TrajectoryPlanner
+from kinetoscope.masked import MaskedVideoTransformer, maskgit_sample
+from kinetoscope.masked.sampling import prefix_from_video
+from kinetoscope.masked.transformer import token_step_tracks
 from kinetoscope.pipelines.base import (
     Pipeline,
     PipelineOutput,
@@ -52,6 +62,8 @@ from kinetoscope.pipelines.base import (
 from kinetoscope.video import Video, videos_from_tensor, videos_to_tensor
 
 logger = logging.getLogger(__name__)
+
+PLANNER = "planner"
 
 DEFAULTS = {
     "num_frames": 16,
@@ -151,6 +163,8 @@ class PhenakiPipeline(Pipeline):
             model was trained.
         defaults: sampling defaults (num_frames, fps, num_inference_steps, guidance_scale,
             temperature, choice_temperature, context_frames, model_name).
+        planner: proposes the object tracks a transformer with anchor attentions follows;
+            without one, such a transformer samples without tracks.
     """
 
     family = "phenaki"
@@ -167,6 +181,7 @@ class PhenakiPipeline(Pipeline):
         max_length: int = 32,
         text_clauses: bool = False,
         defaults: dict[str, Any] | None = None,
+        planner: TrajectoryPlanner | None = None,
     ) -> None:
         if tokenizer.num_codes != transformer.num_codes:
             raise ValueError(
@@ -187,6 +202,29 @@ class PhenakiPipeline(Pipeline):
         )
         self.tokenizer = tokenizer.eval()
         self.transformer = transformer.eval()
+        self.planner = None if planner is None else planner.to(self.device).eval()
+
+    @classmethod
+    def _load_extras(cls, directory: Path) -> dict[str, Any]:
+        """The trajectory planner in ``planner/``, if there is one."""
+        if (directory / PLANNER / "config.json").is_file():
+            return {"planner": TrajectoryPlanner.from_pretrained(directory / PLANNER)}
+        return {}
+
+    def _save_extras(self, directory: Path, dtype: torch.dtype | None) -> None:
+        """Write the trajectory planner, if any, to ``planner/``."""
+        if self.planner is not None:
+            planner = self.planner
+            if dtype is not None:
+                planner = torch.nn.Module.to(copy.deepcopy(planner), dtype)
+            planner.save_pretrained(directory / PLANNER)
+
+    def to(self, device: str | torch.device) -> PhenakiPipeline:
+        """Move every component, and the planner if any, to ``device``."""
+        super().to(device)
+        if self.planner is not None:
+            self.planner.to(device)
+        return self
 
     @property
     def resolution(self) -> int:
@@ -282,18 +320,41 @@ class PhenakiPipeline(Pipeline):
             first = maskgit_sample(
                 self.transformer, **{**options, "token_shape": (1, *token_shape[1:])}
             )
-            tokens = maskgit_sample(self.transformer, **options, prefix_tokens=first)
+            tracks = self._plan(run, first[:, 0], num_frames)
+            tokens = maskgit_sample(
+                self.transformer, **options, prefix_tokens=first, trajectory=tracks
+            )
         elif context is None:
             tokens = maskgit_sample(self.transformer, **options)
         else:
-            tokens = continue_tokens(
-                self.transformer,
-                self.tokenizer,
-                previous_video=context,
-                context_frames=context.shape[2],
-                **options,
+            prefix = prefix_from_video(self.tokenizer, context, context_frames=context.shape[2])
+            tracks = self._plan(run, prefix[:, 0], num_frames)
+            tokens = maskgit_sample(
+                self.transformer, **options, prefix_tokens=prefix, trajectory=tracks
             )
         return self.tokenizer.decode_indices(tokens).clamp(-1.0, 1.0)
+
+    def _plan(self, run: _Run, first: torch.Tensor, num_frames: int) -> torch.Tensor | None:
+        """Object tracks per token time step (B, S, T', 2) for a window of ``num_frames``
+        frames whose first time step holds the tokens ``first`` (B, h, w); None without a
+        planner (or with a transformer that takes no tracks)."""
+        if self.planner is None or not self.transformer.takes_trajectory:
+            return None
+        if num_frames > self.planner.config.num_frames:
+            logger.warning(
+                "the trajectory planner plans %d frames, not %d: sampling without tracks",
+                self.planner.config.num_frames,
+                num_frames,
+            )
+            return None
+        codes = self.tokenizer.quantizer.indices_to_codes(first)  # (B, h, w, Z)
+        tracks = self.planner.sample(
+            codes.permute(0, 3, 1, 2).float(),
+            run.text["text_emb"],
+            run.text["text_mask"],
+            list(run.generators),
+        )  # (B, S, planned frames, 2)
+        return token_step_tracks(tracks[:, :, :num_frames])
 
     def _generate(self, run: _Run, *, num_frames: int, history: list[Video] | None) -> list[Video]:
         """``num_frames`` new frames per sample: a first window from scratch when ``history`` is

@@ -47,9 +47,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 
 from kinetoscope.autoencoders.cvivit import CViViT, check_num_frames
+from kinetoscope.diffusion.planner import TrajectoryPlanner
 from kinetoscope.masked import MaskedVideoTransformer, masked_token_loss
+from kinetoscope.masked.transformer import token_step_tracks
 from kinetoscope.pipelines.base import model_fingerprint
 from kinetoscope.pipelines.phenaki import PhenakiPipeline, encode_text
 from kinetoscope.text import load_text_encoder
@@ -67,11 +70,19 @@ from kinetoscope.train.recipe import (
     train_only,
     train_stage,
 )
+from kinetoscope.train.tracks import cache_tracks, train_planner
+from kinetoscope.train.weights import load_grown
 
 logger = logging.getLogger(__name__)
 
 TOKEN_CACHE_VERSION = 1
-PHENAKI_STAGES = ("tokenizer", "tokenizer_decoder", "transformer", "transformer_finetune")
+PHENAKI_STAGES = (
+    "tokenizer",
+    "tokenizer_decoder",
+    "transformer",
+    "transformer_finetune",
+    "trajectory_planner",
+)
 TRANSFORMER_STAGES = ("transformer", "transformer_finetune")
 
 
@@ -238,16 +249,73 @@ def train_tokenizer(recipe: PhenakiRecipe, out: Path) -> CViViT:
     return tokenizer
 
 
+IMAGES_PER_CLIP = 4  # frames an image batch takes from each clip it draws
+
+
+def tokenizer_batches(
+    recipe: PhenakiRecipe,
+    *,
+    batch_size: int,
+    seed: int,
+    image_fraction: float = 0.0,
+    image_batch_size: int = 0,
+) -> Iterator[torch.Tensor]:
+    """Infinite tokenizer batches: clips (B, C, T, H, W), or with probability ``image_fraction``
+    ``image_batch_size`` single frames as one-frame clips (B, C, 1, H, W), ``IMAGES_PER_CLIP``
+    random frames of each clip drawn.
+
+    C-ViViT codes a frame on its own exactly as a clip's first time step, a path a clip batch
+    trains with one frame in T; image batches train it as the Phenaki paper does (joint image
+    and video training). Without them the clips are those of ``clip_batches``.
+    """
+    clips = clip_batches(recipe, batch_size=batch_size, seed=seed)
+    if not image_fraction:
+        yield from clips
+        return
+    rng = random.Random(seed + 1)
+    per_batch = math.ceil(image_batch_size / IMAGES_PER_CLIP)
+    images = clip_batches(recipe, batch_size=per_batch, seed=seed + 1)
+    while True:
+        if rng.random() >= image_fraction:
+            yield next(clips)
+            continue
+        video = next(images)  # (b, C, T, H, W)
+        frames = [
+            (i, rng.randrange(video.shape[2]))
+            for i in range(per_batch)
+            for _ in range(IMAGES_PER_CLIP)
+        ][:image_batch_size]
+        yield torch.stack([video[i, :, t : t + 1] for i, t in frames])
+
+
+def tokenizer_image_fraction(recipe: PhenakiRecipe) -> float:
+    """The tokenizer stage's share of image batches, checked."""
+    fraction = float(recipe.stage("tokenizer").extra.get("image_fraction", 0.0))
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"stages.tokenizer.extra.image_fraction must be in [0, 1), got {fraction}")
+    return fraction
+
+
 def _train_tokenizer_full(recipe: PhenakiRecipe, out: Path, final: Path) -> CViViT:
-    """Stage 1, every tokenizer weight; saved to ``final``."""
+    """Stage 1, every tokenizer weight; saved to ``final``. Its ``extra`` may set
+    ``image_fraction`` and ``image_batch_size`` (default: as many frames as a clip batch)."""
     torch.manual_seed(recipe.seed)
     tokenizer = build_tokenizer(recipe)
     stage = recipe.stage("tokenizer")
+    image_fraction = tokenizer_image_fraction(recipe)
     tokenizer = train_stage(
         stage,
         model=tokenizer,
         loss_fn=tokenizer_loss,
-        batches=clip_batches(recipe, batch_size=stage.batch_size, seed=recipe.seed),
+        batches=tokenizer_batches(
+            recipe,
+            batch_size=stage.batch_size,
+            seed=recipe.seed,
+            image_fraction=image_fraction,
+            image_batch_size=int(
+                stage.extra.get("image_batch_size", stage.batch_size * recipe.num_frames)
+            ),
+        ),
         out_dir=out / "stage-tokenizer",
         ema_decay=stage.ema_decay,
         **_loop_options(stage),
@@ -363,13 +431,19 @@ def token_batches(
     seed: int,
     image_fraction: float = 0.0,
     image_batch_size: int = 0,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    tracks: torch.Tensor | None = None,
+    track_dropout: float = 0.0,
+) -> Iterator[tuple[torch.Tensor, ...]]:
     """Infinite (tokens (B, T', h, w) long, text_emb, text_mask, frozen_prefix (B,) long).
 
     Each clip gets a random training wording of its caption; with probability
     ``continuation_fraction`` its first 1..max_prefix_steps time steps are frozen. With
     probability ``image_fraction`` a batch is instead ``image_batch_size`` cached images
     (tokens (B, 1, h, w), nothing frozen), each with a wording of its clip's caption.
+
+    With ``tracks`` (N, S, T, 2), the cached clips' per-frame object tracks, each batch also
+    carries its clips' tracks per token time step (B, S, T', 2); a clip loses them (NaN) with
+    probability ``track_dropout``, and image batches have none.
     """
     rng = random.Random(seed)
     tokens, wordings = cache["tokens"], cache["wordings"]
@@ -385,7 +459,8 @@ def token_batches(
             clips, frames = map(list, zip(*picks, strict=True))
             emb, mask = bank([rng.choice(wordings[i]) for i in clips])
             batch = images[clips, frames][:, None].long()  # (B, 1, h, w)
-            yield batch, emb, mask, torch.zeros(len(clips), dtype=torch.long)
+            nothing = torch.zeros(len(clips), dtype=torch.long)
+            yield (batch, emb, mask, nothing) + (() if tracks is None else (None,))
             continue
         idx = [rng.randrange(len(wordings)) for _ in range(batch_size)]
         captions = [rng.choice(wordings[i]) for i in idx]
@@ -394,7 +469,13 @@ def token_batches(
             for _ in idx
         ]
         emb, mask = bank(captions)
-        yield tokens[idx].long(), emb, mask, torch.tensor(prefix)
+        batch = (tokens[idx].long(), emb, mask, torch.tensor(prefix))
+        if tracks is None:
+            yield batch
+            continue
+        steps = token_step_tracks(tracks[idx].float())  # (B, S, T', 2)
+        dropped = torch.tensor([rng.random() < track_dropout for _ in idx])
+        yield (*batch, steps.masked_fill(dropped[:, None, None, None], math.nan))
 
 
 def continuation_settings(recipe: PhenakiRecipe, name: str = "transformer") -> tuple[float, int]:
@@ -422,6 +503,43 @@ class _NonEmptyTextEncoder:
 
     def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         return encode_text(self.encoder, texts)
+
+
+def anchor_slots(recipe: PhenakiRecipe) -> int:
+    """The transformer's ``anchor_slots`` (0: no object tracks), checked against the recipe's
+    stages: anchors need a planner to propose their tracks at sampling, and a planner needs
+    anchors to follow them."""
+    slots = int(recipe.transformer.get("anchor_slots", 0))
+    if slots and "trajectory_planner" not in recipe.stages:
+        raise ValueError(
+            "transformer.anchor_slots needs a trajectory_planner stage: sampling plans the "
+            "tracks the anchors follow"
+        )
+    if not slots and "trajectory_planner" in recipe.stages:
+        raise ValueError("stages.trajectory_planner needs transformer.anchor_slots > 0")
+    return slots
+
+
+def train_phenaki_planner(
+    recipe: PhenakiRecipe, out: Path, tokenizer: CViViT, cache: dict[str, Any], encoder: Any
+) -> TrajectoryPlanner | None:
+    """Stage ``trajectory_planner``, for a transformer with ``anchor_slots``: object tracks
+    from the prompt and the first frame's token codes (the tokenizer's quantised vectors of
+    the first time step, (Z, h, w)), which image-first sampling draws before the clip."""
+    slots = anchor_slots(recipe)
+    if not slots:
+        return None
+    tracks = cache_tracks(recipe, cache, out / "tokens.pt", slots=slots)
+    codes = tokenizer.quantizer.indices_to_codes(cache["tokens"][:, :1].long())  # (N, 1, h, w, Z)
+    view = {
+        "latents": rearrange(codes, "n t h w z -> n z t h w").contiguous(),
+        "wordings": cache["wordings"],
+        "objects": cache["objects"],
+    }
+    bank = CaptionBank(_NonEmptyTextEncoder(encoder))
+    return train_planner(
+        recipe, out, view, tracks, bank, latent_channels=codes.shape[-1], text_dim=encoder.dim
+    )
 
 
 def train_transformer(
@@ -462,12 +580,18 @@ def _train_transformer_stage(
     if start_from:
         # A checkpoint of this stage, if there is one, replaces these weights when it resumes.
         start = MaskedVideoTransformer.from_pretrained(start_from)
-        transformer.load_state_dict(start.state_dict())
+        load_grown(transformer, start.state_dict(), new_prefixes=("anchors.",))
     fraction, max_prefix = continuation_settings(recipe, name)
     image_fraction = float(stage.extra.get("image_fraction", 0.0))  # checked by image_frames
 
+    tracks, track_dropout = None, float(stage.extra.get("track_dropout", 0.0))
+    if transformer.takes_trajectory:
+        tracks = cache_tracks(
+            recipe, cache, final.parent / "tokens.pt", slots=transformer.config.anchor_slots
+        )
+
     def loss_fn(model, batch):
-        tokens, emb, mask, prefix = batch
+        tokens, emb, mask, prefix, *trajectory = batch
         return masked_token_loss(
             model,
             tokens,
@@ -477,6 +601,7 @@ def _train_transformer_stage(
             null_text_mask=null_mask,
             text_dropout=recipe.text_dropout,
             frozen_prefix=prefix,
+            trajectory=trajectory[0] if trajectory else None,
         )
 
     transformer = train_stage(
@@ -494,6 +619,8 @@ def _train_transformer_stage(
             image_batch_size=int(
                 stage.extra.get("image_batch_size", stage.batch_size * recipe.token_steps)
             ),
+            tracks=tracks,
+            track_dropout=track_dropout,
         ),
         out_dir=final.parent / f"stage-{name.replace('_', '-')}",
         ema_decay=stage.ema_decay,
@@ -512,7 +639,7 @@ def train_phenaki(recipe: PhenakiRecipe, out_dir: str | Path) -> Path:
         raise ValueError(
             f"unknown stage(s) {sorted(unknown)}; a Phenaki recipe has {PHENAKI_STAGES}"
         )
-    recipe.stage("tokenizer")
+    tokenizer_image_fraction(recipe)
     continuation_settings(recipe)
     if "transformer_finetune" in recipe.stages:
         continuation_settings(recipe, "transformer_finetune")
@@ -522,6 +649,7 @@ def train_phenaki(recipe: PhenakiRecipe, out_dir: str | Path) -> Path:
                 "init_from in stages.transformer.extra instead"
             )
     image_frames(recipe)
+    anchor_slots(recipe)
     out = start_run(recipe, out_dir)
     tokenizer = train_tokenizer(recipe, out)
     report_path = out / "tokenizer_report.json"
@@ -541,6 +669,7 @@ def train_phenaki(recipe: PhenakiRecipe, out_dir: str | Path) -> Path:
         cache_dir=out / "text-cache",
         clauses=recipe.text_clauses,
     )
+    planner = train_phenaki_planner(recipe, out, tokenizer, cache, encoder)
     transformer = train_transformer(recipe, out, tokenizer, cache, encoder)
     return save_pipeline(
         PhenakiPipeline,
@@ -549,4 +678,5 @@ def train_phenaki(recipe: PhenakiRecipe, out_dir: str | Path) -> Path:
         defaults=pipeline_defaults(recipe),
         tokenizer=tokenizer,
         transformer=transformer,
+        planner=planner,
     )

@@ -92,3 +92,26 @@ def load_temporal_weights(
 def _widens(src: torch.Tensor, value: torch.Tensor) -> bool:
     """Whether ``src`` is a per-pixel (k, 1, 1) temporal kernel of the wider ``value``."""
     return src.ndim == 5 and src.shape[:3] == value.shape[:3] and src.shape[3:] == (1, 1)
+
+
+def load_grown(
+    model: torch.nn.Module, state: dict[str, torch.Tensor], *, new_prefixes: tuple[str, ...]
+) -> torch.nn.Module:
+    """Load ``state`` into ``model``, which may have grown new layers since it was saved.
+
+    Only weights under ``new_prefixes`` may be missing from ``state`` (they keep their
+    initialisation, which for zero-output layers leaves the model computing what the saved one
+    did); any other missing or unexpected weight is an error.
+    """
+    own = set(model.state_dict())
+    missing = sorted(k for k in own - set(state) if not k.startswith(new_prefixes))
+    unexpected = sorted(set(state) - own)
+    if missing or unexpected:
+        raise ValueError(
+            f"not the same architecture: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    model.load_state_dict(state, strict=False)
+    fresh = sum(1 for k in own - set(state))
+    if fresh:
+        logger.info("%d weights of new layers start from their initialisation", fresh)
+    return model
