@@ -237,6 +237,15 @@ def test_continuation_windows_run_without_tracks_and_plans_can_be_cut(fake_text_
     gen = [torch.Generator().manual_seed(0)]
     assert pipe._plan(first, 3, gen, denoise).shape == (1, 2, 3, 2)  # the start of 4 planned
     assert pipe._plan(first, 5, gen, denoise) is None
+    radii = []
+    sample = pipe.planner.sample
+    pipe.planner.sample = lambda *a, agree_px: (
+        radii.append(agree_px) or sample(*a, agree_px=agree_px)
+    )
+    pipe._plan(first, 3, gen, denoise)
+    pipe.defaults["agree_px"] = 8.0  # the sampling defaults set how close slots must agree
+    pipe._plan(first, 3, gen, denoise)
+    assert radii == [2.0, 8.0]
 
 
 def test_nan_tracks_leave_their_clips_untracked_and_track_guidance_uses_them(fake_text_encoder):

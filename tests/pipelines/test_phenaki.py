@@ -311,3 +311,26 @@ def test_a_window_longer_than_the_planner_plans_samples_without_tracks(fake_text
     with caplog.at_level("WARNING"):
         assert pipe._plan(None, first, 7) is None
     assert "plans 5 frames, not 7" in caplog.text
+
+
+def test_continuation_windows_can_run_without_tracks(fake_text_encoder):
+    pipe = make_tracked_pipe(fake_text_encoder)
+    pipe.defaults["track_continuations"] = False
+    plans = []
+    plan = pipe._plan
+    pipe._plan = lambda run, first, n: plans.append(n) or plan(run, first, n)
+    pipe(PROMPTS[0], seed=0, progress=False, num_frames=10)
+    assert plans == [7]  # the first window only
+
+
+def test_the_agreement_radius_of_the_slots_comes_from_the_defaults(fake_text_encoder):
+    pipe = make_tracked_pipe(fake_text_encoder)
+    radii = []
+    sample = pipe.planner.sample
+    pipe.planner.sample = lambda *a, agree_px: (
+        radii.append(agree_px) or sample(*a, agree_px=agree_px)
+    )
+    pipe(PROMPTS[0], seed=0, progress=False)
+    pipe.defaults["agree_px"] = 8.0
+    pipe(PROMPTS[0], seed=0, progress=False)
+    assert radii == [2.0, 8.0]

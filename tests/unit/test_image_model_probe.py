@@ -84,3 +84,17 @@ def test_probe_judges_the_first_frame_as_a_still(monkeypatch, capsys):
         assert probe.main(["stand-in", "--count", "6", "--steps", "3", "--guidance", "5"]) == 0
         assert expected in capsys.readouterr().out
         assert pipe.calls[0] == {"num_frames": 1, "num_inference_steps": 3, "guidance_scale": 5.0}
+
+
+def test_a_phenaki_model_draws_its_first_frame_with_its_own_steps(monkeypatch, capsys):
+    from kinetoscope.data.worlds import eval_prompts
+
+    probe = load_benchmark("image_model_probe")
+    prompts = eval_prompts("shapes-1", split="test", count=4)
+    pipe = FirstFramePipe("shapes-1", prompts)
+    pipe.family = "phenaki"
+    monkeypatch.setattr(probe.kinetoscope, "load", lambda name: pipe)
+    monkeypatch.setattr(probe, "image_model_only", lambda p: 1 / 0)  # no LDM temporal layers
+    assert probe.main(["stand-in", "--world", "shapes-1", "--count", "4", "--guidance", "3"]) == 0
+    assert "both 100%" in capsys.readouterr().out
+    assert pipe.calls[0] == {"num_frames": 1, "guidance_scale": 3.0}  # the model's own steps

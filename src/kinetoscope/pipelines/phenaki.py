@@ -23,7 +23,9 @@ in memory and continuing the same clip read back from a lossless file give the s
 Object tracks. A transformer with anchor attentions (``anchor_slots``) comes with a
 ``TrajectoryPlanner``: once a window's first time step is known (drawn as an image, or the
 re-encoded context), the planner proposes each object's track from the prompt and that step's
-token codes, and the window's later steps are decoded following it.
+token codes, and the window's later steps are decoded following it. The default
+``track_continuations: false`` leaves continuation windows (long clips, story segments after
+the first) without tracks.
 
 Axis legend: B batch, C channels, T frames, H/W pixels, T' token time steps, h/w token grid,
 L text tokens, D text width.
@@ -328,7 +330,9 @@ class PhenakiPipeline(Pipeline):
             tokens = maskgit_sample(self.transformer, **options)
         else:
             prefix = prefix_from_video(self.tokenizer, context, context_frames=context.shape[2])
-            tracks = self._plan(run, prefix[:, 0], num_frames)
+            tracks = None
+            if self.defaults.get("track_continuations", True):
+                tracks = self._plan(run, prefix[:, 0], num_frames)
             tokens = maskgit_sample(
                 self.transformer, **options, prefix_tokens=prefix, trajectory=tracks
             )
@@ -353,6 +357,7 @@ class PhenakiPipeline(Pipeline):
             run.text["text_emb"],
             run.text["text_mask"],
             list(run.generators),
+            agree_px=float(self.defaults.get("agree_px", 2.0)),
         )  # (B, S, planned frames, 2)
         return token_step_tracks(tracks[:, :, :num_frames])
 

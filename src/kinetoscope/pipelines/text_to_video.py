@@ -568,7 +568,9 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
             return None
         batch = first.shape[0]
         emb, mask = denoise["emb"][:batch], denoise["mask"][:batch]  # the prompts, not negatives
-        return self.planner.sample(first.float(), emb, mask, generators)[:, :, :num_frames]
+        agree = float(self.defaults.get("agree_px", 2.0))
+        tracks = self.planner.sample(first.float(), emb, mask, generators, agree_px=agree)
+        return tracks[:, :, :num_frames]
 
     def _continue_latents(
         self,
