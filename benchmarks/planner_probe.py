@@ -66,7 +66,7 @@ def probe(
             emb, mask = pipe.text_encoder.encode([caption])
             gen = torch.Generator(pipe.device).manual_seed(seed + i)
             tracks = pipe.planner.sample(first, emb.to(pipe.device), mask.to(pipe.device), [gen])
-        tracks = tracks[0].cpu().numpy()  # (S, T, 2)
+        tracks = tracks[0, :, : data.num_frames].cpu().numpy()  # (S, T, 2); a Phenaki plan has 17
         objects = clip.objects
         best = None
         for order in itertools.permutations(range(len(tracks)), len(objects)):

@@ -274,8 +274,13 @@ def test_shipped_recipes_parse(world):
     recipe = from_dict(PhenakiRecipe, dict(data))  # family may stay in the mapping
     assert recipe.worlds == (f"{world}-1", f"{world}-2") and recipe.token_steps == 9
     assert recipe.sampling["num_frames"] == 16 and recipe.sampling["first_frame"] == "image"
-    # One command: the clip-only transformer, then the same transformer with image batches.
-    assert list(recipe.stages) == ["tokenizer", "transformer", "transformer_finetune"]
+    # One command: the clip-only transformer, the same transformer with image batches, then
+    # with object tracks (and the planner that proposes them).
+    assert list(recipe.stages) == [
+        "tokenizer", "transformer", "transformer_finetune", "trajectory_planner",
+        "transformer_tracks",
+    ]  # fmt: skip
+    assert recipe.transformer["anchor_slots"] == 2 and recipe.weights_dtype == "float16"
     # The shipped fine-tunings: a quarter of the steps on images for mnist, half for shapes.
     expected = {"mnist": 0.25, "shapes": 0.5}[world]
     assert recipe.stage("transformer_finetune").extra["image_fraction"] == expected
@@ -287,7 +292,7 @@ def test_shipped_recipes_parse(world):
     without = from_dict(
         PhenakiRecipe, apply_overrides(dict(data), ["stages.transformer_finetune=null"])
     )
-    assert list(without.stages) == ["tokenizer", "transformer"]
+    assert "transformer_finetune" not in without.stages
     data.pop("family")
     overridden = from_dict(
         PhenakiRecipe, apply_overrides(data, ["stages.tokenizer.steps=5", "seed=3"])
@@ -478,3 +483,48 @@ def test_tokenizer_image_batches_hold_single_frames_of_drawn_clips(tmp_path, fak
     bad = {**stages["tokenizer"], "extra": {"image_fraction": 1.0}}
     with pytest.raises(ValueError, match="image_fraction"):
         train_phenaki(tiny_recipe(stages={**stages, "tokenizer": bad}), tmp_path / "bad")
+
+
+def test_a_tracks_stage_continues_a_model_trained_as_if_it_had_no_anchors(tmp_path, fake_encoder):
+    """With ``transformer_tracks``, the stages before it train exactly as a model without
+    anchors, and the tracks stage exactly as a run that grows that model's result (init_from)."""
+    stages = tiny_recipe().stages
+    tracks_stage = {
+        **stages["transformer"],
+        "extra": {**stages["transformer"]["extra"], "track_dropout": 0.5},
+    }
+    recipe = track_recipe(
+        stages={**track_recipe().stages, "transformer": stages["transformer"],
+                "transformer_tracks": tracks_stage},
+    )  # fmt: skip
+    one = tmp_path / "one"
+    pipe = PhenakiPipeline.from_pretrained(train_phenaki(recipe, one))
+    assert pipe.transformer.takes_trajectory and pipe.planner is not None
+
+    plain = tmp_path / "plain"
+    train_phenaki(tiny_recipe(sampling=recipe.sampling), plain)
+    grown = tmp_path / "grown"
+    grown.mkdir()
+    shutil.copytree(plain / "tokenizer", grown / "tokenizer")
+    init = {**tracks_stage["extra"], "init_from": str(plain / "transformer")}
+    train_phenaki(
+        track_recipe(stages={**recipe.stages, "transformer": {**tracks_stage, "extra": init},
+                             "transformer_tracks": None}),
+        grown,
+    )  # fmt: skip
+
+    def weights(path):
+        return MaskedVideoTransformer.from_pretrained(path).state_dict()
+
+    base, before = weights(one / "transformer-base"), weights(plain / "transformer")
+    assert set(base) - set(before) == {k for k in base if k.startswith("anchors.")}
+    assert all(torch.equal(before[k], base[k]) for k in before)  # trained as without anchors
+    assert all(not v.any() for k, v in base.items() if "proj_out" in k)  # anchors untouched
+    final, expected = weights(one / "transformer"), weights(grown / "transformer")
+    assert all(torch.equal(v, expected[k]) for k, v in final.items())
+    assert any(not torch.equal(final[k], base[k]) for k in base if "proj_out" in k)
+
+    with pytest.raises(ValueError, match="transformer_tracks needs"):
+        no_anchors = {"dim": 32, "depth": 1, "num_heads": 2}
+        bad = {k: v for k, v in recipe.stages.items() if k != "trajectory_planner"}
+        train_phenaki(tiny_recipe(transformer=no_anchors, stages=bad), tmp_path / "bad")

@@ -126,15 +126,21 @@ class MaskedVideoTransformer(ModelMixin, ConfigMixin):
             for _ in range(depth)
         )
         self.local = nn.ModuleList(LocalMixing(dim) for _ in range(depth)) if local_mixing else None
-        self.anchors = None
-        if anchor_slots:
-            self.anchors = nn.ModuleList(
-                AnchorAttention(dim, num_heads=anchor_slots, context_dim=text_dim, read_out="given")
-                for _ in range(depth)
-            )
         self.norm_out = nn.LayerNorm(dim)
         self.to_logits = nn.Linear(dim, num_codes)
         nn.init.normal_(self.token_emb.weight, std=0.02)
+        # Built last, on a forked random state: every other weight, and every draw after this
+        # constructor, is as in a model without them, which so trains the same as long as no
+        # tracks are given.
+        self.anchors = None
+        if anchor_slots:
+            with torch.random.fork_rng(devices=[]):
+                self.anchors = nn.ModuleList(
+                    AnchorAttention(
+                        dim, num_heads=anchor_slots, context_dim=text_dim, read_out="given"
+                    )
+                    for _ in range(depth)
+                )
 
     @property
     def mask_id(self) -> int:

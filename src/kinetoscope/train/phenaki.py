@@ -10,6 +10,8 @@ Stages, each resumable and bounded by steps and minutes (like the Video LDM reci
                      out/tokenizer-encoder, the result in out/tokenizer.
   2. token cache     ``num_token_clips`` training clips encoded to tokens once (int16 on disk)
                      with their caption wordings, so the transformer never pays for the encoder.
+  2b. ``trajectory_planner`` (with ``transformer.anchor_slots``) a planner of object tracks
+                     from the prompt and the first time step's token codes (``train/tracks.py``).
   3. ``transformer`` masked-token cross-entropy (§2.2, MaskGIT masking). Classifier-free
                      guidance: with probability ``text_dropout`` a clip's text becomes the
                      embedding of "" (the sampler's unconditional input). Continuation: a
@@ -26,6 +28,13 @@ Stages, each resumable and bounded by steps and minutes (like the Video LDM reci
                      (kept in out/transformer-base) with its own settings and ``extra``; the
                      shipped models spend it on image batches after a clip-only stage 3, all in
                      one command. The result goes to out/transformer.
+  3c. ``transformer_tracks`` (optional, with anchors) continues the previous transformer
+                     stage's result (then kept in out/transformer-finetune, or -base) on clips
+                     with their object tracks, which the anchor attentions follow. With it,
+                     only this stage gives the anchors tracks: the stages before train as a
+                     model without anchors would (the anchors are drawn last and pass their
+                     input through). Without it, every transformer stage of a model with
+                     anchors trains with tracks.
 The trained tokenizer is scored on the test split of every world (reconstruction PSNR and
 codebook usage, ``tokenizer_report.json``), then the pipeline is saved to ``out/pipeline``.
 
@@ -82,8 +91,9 @@ PHENAKI_STAGES = (
     "transformer",
     "transformer_finetune",
     "trajectory_planner",
+    "transformer_tracks",
 )
-TRANSFORMER_STAGES = ("transformer", "transformer_finetune")
+TRANSFORMER_STAGES = ("transformer", "transformer_finetune", "transformer_tracks")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -515,9 +525,16 @@ def anchor_slots(recipe: PhenakiRecipe) -> int:
             "transformer.anchor_slots needs a trajectory_planner stage: sampling plans the "
             "tracks the anchors follow"
         )
-    if not slots and "trajectory_planner" in recipe.stages:
-        raise ValueError("stages.trajectory_planner needs transformer.anchor_slots > 0")
+    for stage in ("trajectory_planner", "transformer_tracks"):
+        if not slots and stage in recipe.stages:
+            raise ValueError(f"stages.{stage} needs transformer.anchor_slots > 0")
     return slots
+
+
+def _tracks_everywhere(recipe: PhenakiRecipe) -> tuple[str, ...]:
+    """The transformer stages that train with tracks besides ``transformer_tracks``: all of
+    them when the recipe has no such stage, else none."""
+    return () if "transformer_tracks" in recipe.stages else TRANSFORMER_STAGES
 
 
 def train_phenaki_planner(
@@ -545,14 +562,17 @@ def train_phenaki_planner(
 def train_transformer(
     recipe: PhenakiRecipe, out: Path, tokenizer: CViViT, cache: dict[str, Any], encoder: Any
 ) -> MaskedVideoTransformer:
-    """Stage 3, then 3b when the recipe has ``transformer_finetune``; each is skipped when its
-    result exists. Returns the final transformer (out/transformer)."""
-    final, parts = out / "transformer", {"tokenizer": tokenizer, "cache": cache, "encoder": encoder}
-    if "transformer_finetune" not in recipe.stages:
-        return _train_transformer_stage(recipe, "transformer", final, **parts)
-    base = out / "transformer-base"
-    _train_transformer_stage(recipe, "transformer", base, **parts)
-    return _train_transformer_stage(recipe, "transformer_finetune", final, init_from=base, **parts)
+    """Stage 3, then 3b and 3c when the recipe has them, each continuing the one before; each
+    is skipped when its result exists. Returns the final transformer (out/transformer)."""
+    parts = {"tokenizer": tokenizer, "cache": cache, "encoder": encoder}
+    chain = [name for name in TRANSFORMER_STAGES if name in recipe.stages]
+    folders = {"transformer": "transformer-base", "transformer_finetune": "transformer-finetune"}
+    previous, transformer = None, None
+    for index, name in enumerate(chain):
+        final = out / ("transformer" if index == len(chain) - 1 else folders[name])
+        transformer = _train_transformer_stage(recipe, name, final, init_from=previous, **parts)
+        previous = final
+    return transformer
 
 
 def _train_transformer_stage(
@@ -585,7 +605,7 @@ def _train_transformer_stage(
     image_fraction = float(stage.extra.get("image_fraction", 0.0))  # checked by image_frames
 
     tracks, track_dropout = None, float(stage.extra.get("track_dropout", 0.0))
-    if transformer.takes_trajectory:
+    if transformer.takes_trajectory and name in ("transformer_tracks", *_tracks_everywhere(recipe)):
         tracks = cache_tracks(
             recipe, cache, final.parent / "tokens.pt", slots=transformer.config.anchor_slots
         )
@@ -641,11 +661,13 @@ def train_phenaki(recipe: PhenakiRecipe, out_dir: str | Path) -> Path:
         )
     tokenizer_image_fraction(recipe)
     continuation_settings(recipe)
-    if "transformer_finetune" in recipe.stages:
-        continuation_settings(recipe, "transformer_finetune")
-        if "init_from" in recipe.stage("transformer_finetune").extra:
+    for name in TRANSFORMER_STAGES[1:]:
+        if name not in recipe.stages:
+            continue
+        continuation_settings(recipe, name)
+        if "init_from" in recipe.stage(name).extra:
             raise ValueError(
-                "stages.transformer_finetune starts from the transformer stage's result; put "
+                f"stages.{name} starts from the previous transformer stage's result; put "
                 "init_from in stages.transformer.extra instead"
             )
     image_frames(recipe)
