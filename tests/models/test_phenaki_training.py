@@ -14,6 +14,7 @@ import torch
 import yaml
 
 import kinetoscope.train.phenaki as phenaki_train
+import kinetoscope.train.phenaki_tokenizer as phenaki_tokenizer
 from kinetoscope.config import apply_overrides, from_dict
 from kinetoscope.masked import MaskedVideoTransformer
 from kinetoscope.pipelines.phenaki import PhenakiPipeline
@@ -24,6 +25,7 @@ from kinetoscope.train.phenaki import (
     token_batches,
     train_phenaki,
 )
+from kinetoscope.train.recipe import _to_model_range
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -82,7 +84,7 @@ def test_recipe_trains_end_to_end_and_resumes(tmp_path, fake_encoder):
     cache = torch.load(run / "tokens.pt", weights_only=False)
     assert cache["tokens"].shape == (12, 3, 4, 4) and len(cache["wordings"]) == 12
     clip = phenaki_train._world_datasets(recipe)[0][0]
-    video = phenaki_train._to_model_range(clip.frames[None]).transpose(1, 2)  # (1, C, T, H, W)
+    video = _to_model_range(clip.frames[None]).transpose(1, 2)  # (1, C, T, H, W)
     assert torch.equal(cache["tokens"][0].long(), pipe.tokenizer.encode(video)[0])
     assert clip.caption in cache["wordings"][0]
 
@@ -146,7 +148,7 @@ def test_image_batches_train_on_cached_single_frames(tmp_path, fake_encoder):
     cache = torch.load(run / "tokens.pt", weights_only=False)
     assert cache["image_frames"] == [0, 4] and cache["image_tokens"].shape == (12, 2, 4, 4)
     clip = phenaki_train._world_datasets(recipe)[0][0]
-    video = phenaki_train._to_model_range(clip.frames[None]).transpose(1, 2)  # (1, C, T, H, W)
+    video = _to_model_range(clip.frames[None]).transpose(1, 2)  # (1, C, T, H, W)
     assert torch.equal(
         cache["image_tokens"][0, 1].long(), pipe.tokenizer.encode(video[:, :, 4:5])[0, 0]
     )
@@ -255,7 +257,7 @@ def test_a_decoder_stage_fine_tunes_the_tokenizer_decoder_and_keeps_the_tokens(
     assert any(name.startswith("decoder.") for name in moved) and "dec_pos" in moved
     assert not any(name.startswith(("encoder.", "embed_", "to_latent", "enc_")) for name in moved)
     clip = phenaki_train._world_datasets(base)[0][0]
-    video = phenaki_train._to_model_range(clip.frames[None]).transpose(1, 2)
+    video = _to_model_range(clip.frames[None]).transpose(1, 2)
     assert torch.equal(first.encode(video), tuned.encode(video))
     assert not torch.allclose(
         first.decode_indices(first.encode(video)), tuned.decode_indices(tuned.encode(video))
@@ -460,11 +462,11 @@ def test_tokenizer_image_batches_hold_single_frames_of_drawn_clips(tmp_path, fak
     from kinetoscope.train.recipe import clip_batches
 
     recipe = tiny_recipe()
-    plain = phenaki_train.tokenizer_batches(recipe, batch_size=2, seed=0)
+    plain = phenaki_tokenizer.tokenizer_batches(recipe, batch_size=2, seed=0)
     reference = clip_batches(recipe, batch_size=2, seed=0)
     for _ in range(3):  # without image batches: exactly the clip batches
         assert torch.equal(next(plain), next(reference))
-    mixed = phenaki_train.tokenizer_batches(
+    mixed = phenaki_tokenizer.tokenizer_batches(
         recipe, batch_size=2, seed=0, image_fraction=0.5, image_batch_size=10
     )
     batches = [next(mixed) for _ in range(30)]
