@@ -228,3 +228,13 @@ def test_compare_pairs_each_model_with_its_peer():
     assert not any(second["targets"].values())  # 9 s per clip, 2 GB
     text = bench_report.format_summary([first, second])
     assert "a: ratio peer/ours" in text and "FAIL  peak memory <= 1.5 GB" in text
+
+
+def test_a_random_ldm_pipeline_from_a_tracked_recipe_has_its_planner():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    pipe = bench.build_pipeline_from_recipe(root / "configs" / "ldm-mnist.yaml", text_dim=384)
+    assert pipe.unet.takes_trajectory and pipe.planner is not None
+    assert pipe.planner.config.slots == pipe.unet.config.anchor_heads
+    assert pipe.planner.config.num_frames == 16 and pipe.defaults["agree_px"] == 8.0

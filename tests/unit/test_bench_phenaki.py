@@ -92,6 +92,9 @@ def test_shipped_recipe_defaults_are_a_16_frame_clip():
     assert pipe.defaults["num_frames"] == 16 and pipe.resolution == 64
     assert pipe.defaults["num_inference_steps"] == recipe["sampling"]["num_inference_steps"]
     assert pipe.defaults["guidance_scale"] == recipe["sampling"]["guidance_scale"]
+    # With object tracks, as shipped: random anchors and a random planner of the recipe's sizes.
+    assert pipe.transformer.takes_trajectory and pipe.planner.config.slots == 2
+    assert pipe.planner.config.latent_channels == pipe.tokenizer.quantizer.dim
 
 
 def test_recipe_builder_rejects_unknown_families(tmp_path):

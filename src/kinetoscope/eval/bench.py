@@ -270,6 +270,25 @@ def build_pipeline_from_recipe(path: str | Path, *, seed: int = 0, text_dim: int
     return pipe
 
 
+def _random_planner(recipe: Any, *, latent_channels: int, text_dim: int, slots: int) -> Any:
+    """A trajectory planner with random weights of the recipe's sizes (its planner stage's
+    ``extra``), or None when the recipe has no planner stage."""
+    if "trajectory_planner" not in recipe.stages:
+        return None
+    from kinetoscope.diffusion.planner import TrajectoryPlanner
+
+    sizes = {
+        k: v for k, v in recipe.stage("trajectory_planner").extra.items() if k != "text_augment"
+    }
+    return TrajectoryPlanner(
+        latent_channels=latent_channels,
+        text_dim=text_dim,
+        num_frames=recipe.num_frames,
+        slots=slots,
+        **sizes,
+    )
+
+
 def _random_ldm_pipeline():
     """(LDMRecipe, recipe, text_dim -> TextToVideoPipeline with random weights)."""
     from diffusers import DDPMScheduler
@@ -284,9 +303,16 @@ def _random_ldm_pipeline():
         unet = VideoUNet(
             text_dim=text_dim, latent_channels=vae.config.latent_channels, **recipe.unet
         )
+        planner = _random_planner(
+            recipe,
+            latent_channels=vae.config.latent_channels,
+            text_dim=text_dim,
+            slots=unet.config.anchor_heads,
+        )
         return TextToVideoPipeline(
             vae=vae,
             unet=unet,
+            planner=planner,
             scheduler_config=dict(DDPMScheduler(**recipe.scheduler).config),
             text_encoder=recipe.text_encoder,
             max_length=recipe.max_length,
@@ -300,12 +326,21 @@ def _random_phenaki_pipeline():
     """(PhenakiRecipe, recipe, text_dim -> PhenakiPipeline with random weights)."""
     from kinetoscope.pipelines.phenaki import PhenakiPipeline
     from kinetoscope.train import phenaki
+    from kinetoscope.train.phenaki_tokenizer import build_tokenizer
 
     def build(recipe: phenaki.PhenakiRecipe, text_dim: int) -> PhenakiPipeline:
-        tokenizer = phenaki.build_tokenizer(recipe)
+        tokenizer = build_tokenizer(recipe)
+        transformer = phenaki.build_transformer(recipe, tokenizer, text_dim=text_dim)
+        planner = _random_planner(
+            recipe,
+            latent_channels=tokenizer.quantizer.dim,
+            text_dim=text_dim,
+            slots=transformer.config.anchor_slots,
+        )
         return PhenakiPipeline(
             tokenizer=tokenizer,
-            transformer=phenaki.build_transformer(recipe, tokenizer, text_dim=text_dim),
+            transformer=transformer,
+            planner=planner,
             text_encoder=recipe.text_encoder,
             max_length=recipe.max_length,
             defaults={**phenaki.pipeline_defaults(recipe), **recipe.sampling},
