@@ -253,6 +253,9 @@ class LazyTextEncoder:
         return self._text_encoder
 
 
+PLANNER = "planner"  # folder of a saved pipeline's trajectory planner
+
+
 class Pipeline(LazyTextEncoder):
     """Base of the text-to-video pipelines: sampling defaults, components, save/load, metadata.
 
@@ -260,13 +263,16 @@ class Pipeline(LazyTextEncoder):
     (attribute name -> ``ModelMixin`` class; each is saved to a folder of that name) and the
     ``device_component`` whose device is the pipeline's. Its constructor takes the components
     as keyword arguments plus ``text_encoder``, ``max_length``, ``text_clauses`` (prompts
-    encoded clause by clause, ``kinetoscope.text.clauses``) and ``defaults``.
+    encoded clause by clause, ``kinetoscope.text.clauses``) and ``defaults``. A family that
+    follows object tracks keeps its ``TrajectoryPlanner`` in ``planner`` (saved in
+    ``planner/`` by ``_save_planner``, read back by ``_load_planner``).
     """
 
     family: ClassVar[str]
     default_options: ClassVar[dict[str, Any]]
     components: ClassVar[dict[str, Any]]
     device_component: ClassVar[str]
+    planner: Any = None
 
     def __init__(
         self,
@@ -357,10 +363,31 @@ class Pipeline(LazyTextEncoder):
         return next(getattr(self, self.device_component).parameters()).device
 
     def to(self, device: str | torch.device) -> Self:
-        """Move every component to ``device``; returns the pipeline."""
+        """Move every component, and the trajectory planner if any, to ``device``; returns
+        the pipeline."""
         for part in self.components:
             getattr(self, part).to(device)
+        if self.planner is not None:
+            self.planner.to(device)
         return self
+
+    @staticmethod
+    def _load_planner(directory: Path) -> dict[str, Any]:
+        """``{"planner": TrajectoryPlanner}`` from ``directory/planner/``, or {} without one."""
+        if not (directory / PLANNER / "config.json").is_file():
+            return {}
+        from kinetoscope.diffusion.planner import TrajectoryPlanner
+
+        return {"planner": TrajectoryPlanner.from_pretrained(directory / PLANNER)}
+
+    def _save_planner(self, directory: Path, dtype: torch.dtype | None) -> None:
+        """Write the trajectory planner, if any, to ``directory/planner/`` (in ``dtype``)."""
+        if self.planner is None:
+            return
+        planner = self.planner
+        if dtype is not None:
+            planner = torch.nn.Module.to(copy.deepcopy(planner), dtype)
+        planner.save_pretrained(directory / PLANNER)
 
     # ------------------------------------------------------------------ options and output
     def _option(self, value: Any, key: str) -> Any:

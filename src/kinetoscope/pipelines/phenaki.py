@@ -33,7 +33,6 @@ L text tokens, D text width.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from collections.abc import Sequence
@@ -65,7 +64,6 @@ from kinetoscope.video import Video, videos_from_tensor, videos_to_tensor
 
 logger = logging.getLogger(__name__)
 
-PLANNER = "planner"
 
 DEFAULTS = {
     "num_frames": 16,
@@ -209,24 +207,11 @@ class PhenakiPipeline(Pipeline):
     @classmethod
     def _load_extras(cls, directory: Path) -> dict[str, Any]:
         """The trajectory planner in ``planner/``, if there is one."""
-        if (directory / PLANNER / "config.json").is_file():
-            return {"planner": TrajectoryPlanner.from_pretrained(directory / PLANNER)}
-        return {}
+        return cls._load_planner(directory)
 
     def _save_extras(self, directory: Path, dtype: torch.dtype | None) -> None:
         """Write the trajectory planner, if any, to ``planner/``."""
-        if self.planner is not None:
-            planner = self.planner
-            if dtype is not None:
-                planner = torch.nn.Module.to(copy.deepcopy(planner), dtype)
-            planner.save_pretrained(directory / PLANNER)
-
-    def to(self, device: str | torch.device) -> PhenakiPipeline:
-        """Move every component, and the planner if any, to ``device``."""
-        super().to(device)
-        if self.planner is not None:
-            self.planner.to(device)
-        return self
+        self._save_planner(directory, dtype)
 
     @property
     def resolution(self) -> int:

@@ -6,7 +6,6 @@ scheduler (DPM-Solver++ by default; DDIM and Euler selectable) -> temporal decod
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 from pathlib import Path
@@ -54,7 +53,6 @@ SCHEDULERS = {
 
 INTERPOLATION_WEIGHTS = Path("interpolation") / "temporal.safetensors"
 IMAGE_WEIGHTS = Path("image") / "spatial.safetensors"
-PLANNER = "planner"
 
 
 class TextToVideoPipeline(InterpolationMixin, Pipeline):
@@ -150,9 +148,7 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
             extras["interpolation_temporal"] = load_file(weights)
         if (directory / IMAGE_WEIGHTS).is_file():
             extras["image_spatial"] = load_file(directory / IMAGE_WEIGHTS)
-        if (directory / PLANNER / "config.json").is_file():
-            extras["planner"] = TrajectoryPlanner.from_pretrained(directory / PLANNER)
-        return extras
+        return {**extras, **cls._load_planner(directory)}
 
     def _save_extras(self, directory: Path, dtype: torch.dtype | None) -> None:
         """Write the noise schedule to ``scheduler/scheduler_config.json``, and the separate
@@ -168,11 +164,7 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
             parts.append((self.interpolation_unet.temporal_state(), INTERPOLATION_WEIGHTS))
         if self.image_unet is not self.unet:
             parts.append((self.image_unet.spatial_state(), IMAGE_WEIGHTS))
-        if self.planner is not None:
-            planner = self.planner
-            if dtype is not None:
-                planner = torch.nn.Module.to(copy.deepcopy(planner), dtype)
-            planner.save_pretrained(directory / PLANNER)
+        self._save_planner(directory, dtype)
         for state, path in parts:
             (directory / path).parent.mkdir()
             save_file(
@@ -186,8 +178,6 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
         if self.interpolation_unet is not None:
             self.interpolation_unet.to(device)
         self.image_unet.to(device)
-        if self.planner is not None:
-            self.planner.to(device)
         return self
 
     def make_scheduler(self, name: str):
