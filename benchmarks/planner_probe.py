@@ -41,8 +41,7 @@ def first_frame_latents(pipe, video: torch.Tensor) -> torch.Tensor:
     latents (LDM) or the tokenizer's codes of the first time step (Phenaki)."""
     if hasattr(pipe, "vae"):
         return pipe.vae.encode(video)[:, :, 0]
-    tokens = pipe.tokenizer.encode(video)[:, 0]  # (1, h, w)
-    return pipe.tokenizer.quantizer.indices_to_codes(tokens).permute(0, 3, 1, 2)
+    return pipe.tokenizer.code_maps(pipe.tokenizer.encode(video)[:, 0])
 
 
 def probe(

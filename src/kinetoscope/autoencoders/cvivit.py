@@ -237,6 +237,11 @@ class CViViT(ModelMixin, ConfigMixin):
         )  # (B, C, 2k, H, W)
         return torch.cat([first, rest], dim=2)
 
+    def code_maps(self, indices: torch.Tensor) -> torch.Tensor:
+        """One time step's token indices (B, h, w) -> their code vectors as maps (B, d, h, w),
+        the form a trajectory planner reads a first frame in."""
+        return self.quantizer.indices_to_codes(indices).permute(0, 3, 1, 2)
+
     def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """indices (B, T', h, w) long -> video (B, C, 1 + 2(T'-1), H, W), not clamped."""
         if indices.ndim != 4:

@@ -336,9 +336,8 @@ class PhenakiPipeline(Pipeline):
                 num_frames,
             )
             return None
-        codes = self.tokenizer.quantizer.indices_to_codes(first)  # (B, h, w, Z)
         tracks = self.planner.sample(
-            codes.permute(0, 3, 1, 2).float(),
+            self.tokenizer.code_maps(first).float(),
             run.text["text_emb"],
             run.text["text_mask"],
             list(run.generators),

@@ -55,7 +55,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from einops import rearrange
 
 from kinetoscope.autoencoders.cvivit import CViViT, check_num_frames
 from kinetoscope.diffusion.planner import TrajectoryPlanner
@@ -354,10 +353,10 @@ def anchor_slots(recipe: PhenakiRecipe) -> int:
     return slots
 
 
-def _tracks_everywhere(recipe: PhenakiRecipe) -> tuple[str, ...]:
-    """The transformer stages that train with tracks besides ``transformer_tracks``: all of
-    them when the recipe has no such stage, else none."""
-    return () if "transformer_tracks" in recipe.stages else TRANSFORMER_STAGES
+def _trains_with_tracks(recipe: PhenakiRecipe, name: str) -> bool:
+    """Whether transformer stage ``name`` gives the anchors tracks: only ``transformer_tracks``
+    when the recipe has it, else every transformer stage."""
+    return name == "transformer_tracks" or "transformer_tracks" not in recipe.stages
 
 
 def train_phenaki_planner(
@@ -370,15 +369,15 @@ def train_phenaki_planner(
     if not slots:
         return None
     tracks = cache_tracks(recipe, cache, out / "tokens.pt", slots=slots)
-    codes = tokenizer.quantizer.indices_to_codes(cache["tokens"][:, :1].long())  # (N, 1, h, w, Z)
+    codes = tokenizer.code_maps(cache["tokens"][:, 0].long())  # (N, Z, h, w)
     view = {
-        "latents": rearrange(codes, "n t h w z -> n z t h w").contiguous(),
+        "latents": codes[:, :, None].contiguous(),  # (N, Z, 1, h, w): the first time step
         "wordings": cache["wordings"],
         "objects": cache["objects"],
     }
     bank = CaptionBank(_NonEmptyTextEncoder(encoder))
     return train_planner(
-        recipe, out, view, tracks, bank, latent_channels=codes.shape[-1], text_dim=encoder.dim
+        recipe, out, view, tracks, bank, latent_channels=codes.shape[1], text_dim=encoder.dim
     )
 
 
@@ -428,7 +427,7 @@ def _train_transformer_stage(
     image_fraction = float(stage.extra.get("image_fraction", 0.0))  # checked by image_frames
 
     tracks, track_dropout = None, float(stage.extra.get("track_dropout", 0.0))
-    if transformer.takes_trajectory and name in ("transformer_tracks", *_tracks_everywhere(recipe)):
+    if transformer.takes_trajectory and _trains_with_tracks(recipe, name):
         tracks = cache_tracks(
             recipe, cache, final.parent / "tokens.pt", slots=transformer.config.anchor_slots
         )
