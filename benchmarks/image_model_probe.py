@@ -55,7 +55,9 @@ def image_stage_pipeline(run: Path) -> TextToVideoPipeline:
 
 
 def image_model_only(pipe: TextToVideoPipeline) -> TextToVideoPipeline:
-    """Make every denoiser call of ``pipe`` skip the temporal layers."""
+    """Make every denoiser call of ``pipe`` go to the model frame 0 comes from (its image
+    model, kept apart or not) without temporal layers."""
+    pipe.unet = pipe.image_unet
     forward = pipe.unet.forward
     pipe.unet.forward = lambda *args, use_temporal: forward(*args, use_temporal=False)
     return pipe

@@ -200,6 +200,56 @@ def test_a_temporal_stage_can_grow_a_trained_model(tmp_path, fake_encoder):
     assert near < far / 10  # it moved on from the first run, not from scratch
 
 
+def test_a_first_frame_stage_adds_a_frame_0_model_and_changes_nothing_else(tmp_path, fake_encoder):
+    """unet_first_frame tunes a copy of the image model on the clips' first frames only; the
+    pipeline draws frame 0 with it, and a finished run given the stage afterwards keeps every
+    other weight (generator, autoencoder) as it was."""
+    import dataclasses
+    import shutil
+
+    plain_run, run = tmp_path / "plain", tmp_path / "run"
+    recipe = tiny_recipe()
+    recipe = dataclasses.replace(recipe, sampling={**recipe.sampling, "first_frame": "image"})
+    plain = TextToVideoPipeline.from_pretrained(train_ldm(recipe, plain_run))
+    assert plain.image_unet is plain.unet
+    shutil.copytree(plain_run, run)
+    shutil.rmtree(run / "pipeline")
+    with_stage = tiny_recipe(unet_first_frame={"clips": 10})
+    with_stage = dataclasses.replace(with_stage, sampling=recipe.sampling)
+    pipe = TextToVideoPipeline.from_pretrained(train_ldm(with_stage, run))
+    assert (run / "pipeline" / "image" / "spatial.safetensors").is_file()
+
+    # Its data: the first frames of the first 10 training clips, as the clip cache codes them.
+    first = torch.load(run / "first-frames.pt", weights_only=False)
+    clips = torch.load(run / "latents.pt", weights_only=False)
+    assert first["latents"].shape[0] == 10 and first["latents"].shape[2] == 1
+    assert torch.allclose(
+        first["latents"][:6, :, 0].float(), clips["latents"][:, :, 0].float(), atol=2e-3
+    )
+    assert first["wordings"][:6] == clips["wordings"]
+
+    for name, weight in plain.unet.state_dict().items():
+        assert torch.equal(pipe.unet.state_dict()[name], weight), name  # the generator
+    for name, weight in plain.vae.state_dict().items():
+        assert torch.equal(pipe.vae.state_dict()[name], weight), name
+    image = VideoUNet.from_pretrained(run / "unet-image").state_dict()
+    temporal = pipe.unet.temporal_parameter_names()
+    kept = pipe.image_unet.state_dict()
+    moved = [n for n in image if n not in temporal and not torch.equal(kept[n], image[n])]
+    assert moved  # tuned on from the image model
+    assert all(torch.equal(kept[n], pipe.unet.state_dict()[n]) for n in temporal)
+
+    pipe._text_encoder, plain._text_encoder = fake_encoder, fake_encoder
+    pipe.graphs.after = plain.graphs.after = None
+    prompt = "a small red circle is moving left"
+    ours = pipe(prompt, seed=0, progress=False, precision="float32").frames[0].frames
+    before = plain(prompt, seed=0, progress=False, precision="float32").frames[0].frames
+    assert not np.array_equal(ours[0], before[0])  # frame 0 comes from the tuned model
+
+    with pytest.raises(ValueError, match="clips must be a positive integer"):
+        train_ldm(tiny_recipe(unet_first_frame={"clips": 0}), tmp_path / "bad")
+
+
 def test_an_image_stage_can_continue_a_saved_image_model(tmp_path, fake_encoder):
     """unet_image's init_from: the stage starts from a saved image model, not from scratch."""
     import dataclasses

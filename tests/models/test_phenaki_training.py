@@ -530,3 +530,50 @@ def test_a_tracks_stage_continues_a_model_trained_as_if_it_had_no_anchors(tmp_pa
         no_anchors = {"dim": 32, "depth": 1, "num_heads": 2}
         bad = {k: v for k, v in recipe.stages.items() if k != "trajectory_planner"}
         train_phenaki(tiny_recipe(transformer=no_anchors, stages=bad), tmp_path / "bad")
+
+
+def test_a_first_frame_stage_draws_frame_0_with_its_own_transformer(tmp_path, fake_encoder):
+    """transformer_first_frame tunes a copy of the final transformer on first-frame tokens (no
+    tracks, nothing frozen); the pipeline saves it apart and draws frame 0's tokens with it,
+    the clip with the transformer as before. A finished run given the stage afterwards keeps
+    its tokenizer and clip transformer."""
+    plain_run, run = tmp_path / "plain", tmp_path / "run"
+    plain = PhenakiPipeline.from_pretrained(train_phenaki(track_recipe(), plain_run))
+    assert plain.image_transformer is plain.transformer
+    shutil.copytree(plain_run, run)
+    shutil.rmtree(run / "pipeline")
+    stage = {"steps": 3, "batch_size": 4, "lr": 1e-3, "extra": {"clips": 10, "log_every": 1}}
+    recipe = track_recipe(stages={**track_recipe().stages, "transformer_first_frame": stage})
+    pipe = PhenakiPipeline.from_pretrained(train_phenaki(recipe, run))
+    assert (run / "pipeline" / "image_transformer" / "config.json").is_file()
+
+    first = torch.load(run / "first-frame-tokens.pt", weights_only=False)
+    clips = torch.load(run / "tokens.pt", weights_only=False)
+    assert first["tokens"].shape == (10, 1, *clips["tokens"].shape[2:])
+    assert torch.equal(first["tokens"][:, 0], clips["tokens"][:10, 0])  # causal: the same
+    for name, weight in plain.transformer.state_dict().items():
+        assert torch.equal(pipe.transformer.state_dict()[name], weight), name
+    tuned = pipe.image_transformer.state_dict()
+    assert any(not torch.equal(tuned[n], w) for n, w in plain.transformer.state_dict().items())
+
+    pipe._text_encoder = fake_encoder
+    calls = []
+    for model in (pipe.transformer, pipe.image_transformer):
+        forward = model.forward
+
+        def spy(*a, model=model, forward=forward):
+            calls.append((model is pipe.image_transformer, a[0].shape[1]))
+            return forward(*a)
+
+        model.forward = spy
+    pipe("a red circle", seed=0, progress=False)
+    frame0 = {n for is_image, n in calls if is_image}
+    clip = {n for is_image, n in calls if not is_image}
+    assert frame0 and clip and max(frame0) < min(clip)  # one time step, then the whole clip
+
+    with pytest.raises(ValueError, match="clips must be a positive integer"):
+        bad = {**stage, "extra": {"clips": -1}}
+        train_phenaki(
+            track_recipe(stages={**track_recipe().stages, "transformer_first_frame": bad}),
+            tmp_path / "bad",
+        )

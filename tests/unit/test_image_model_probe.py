@@ -30,6 +30,22 @@ def test_image_model_only_switches_the_temporal_layers_off(fake_text_encoder):
     assert torch.equal(probed, image)
 
 
+def test_image_model_only_draws_with_a_separate_frame_0_model(fake_text_encoder):
+    """A pipeline that keeps its frame-0 image model apart is probed with that model."""
+    probe = load_benchmark("image_model_probe")
+    pipe = tiny_ldm_pipeline(fake_text_encoder, conv_out_std=0.2)
+    state = {k: v + 0.1 * torch.randn_like(v) for k, v in pipe.unet.spatial_state().items()}
+    pipe.image_unet = pipe.unet.with_spatial_state(state).eval()
+    x, t = torch.randn(1, 4, 1, 8, 8), torch.tensor([50])
+    emb, mask = fake_text_encoder.encode(["the digit 1 is moving up"])
+    with torch.no_grad():
+        frame0 = pipe.image_unet(x, t, emb, mask, use_temporal=False)
+        generator = pipe.unet(x, t, emb, mask, use_temporal=False)
+        probed = probe.image_model_only(pipe).unet(x, t, emb, mask, use_temporal=True)
+    assert not torch.allclose(frame0, generator, atol=1e-4)
+    assert torch.equal(probed, frame0)
+
+
 def test_image_stage_pipeline_loads_a_run_folder(tmp_path, fake_text_encoder):
     probe = load_benchmark("image_model_probe")
     pipe = tiny_ldm_pipeline(fake_text_encoder)

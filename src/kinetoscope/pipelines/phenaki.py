@@ -33,6 +33,7 @@ L text tokens, D text width.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Sequence
@@ -65,6 +66,8 @@ from kinetoscope.video import Video, videos_from_tensor, videos_to_tensor
 logger = logging.getLogger(__name__)
 
 
+IMAGE_TRANSFORMER = "image_transformer"  # the frame-0 transformer's folder, when kept apart
+
 DEFAULTS = {
     "num_frames": 16,
     "fps": 8.0,
@@ -75,6 +78,11 @@ DEFAULTS = {
     "context_frames": 5,
     "first_frame": "joint",
 }
+
+
+def _settings_of(model: Any) -> dict[str, Any]:
+    """A model's configuration without its load metadata (keys starting with "_")."""
+    return {k: v for k, v in model.config.items() if not k.startswith("_")}
 
 
 def encode_text(encoder: Any, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -182,7 +190,12 @@ class PhenakiPipeline(Pipeline):
         text_clauses: bool = False,
         defaults: dict[str, Any] | None = None,
         planner: TrajectoryPlanner | None = None,
+        image_transformer: MaskedVideoTransformer | None = None,
     ) -> None:
+        if image_transformer is not None and _settings_of(image_transformer) != _settings_of(
+            transformer
+        ):
+            raise ValueError("the frame-0 transformer must have the clip transformer's config")
         if tokenizer.num_codes != transformer.num_codes:
             raise ValueError(
                 f"tokenizer has {tokenizer.num_codes} codes but the transformer predicts "
@@ -203,15 +216,37 @@ class PhenakiPipeline(Pipeline):
         self.tokenizer = tokenizer.eval()
         self.transformer = transformer.eval()
         self.planner = None if planner is None else planner.to(self.device).eval()
+        # The model frame 0's tokens come from in image-first sampling: the clip transformer
+        # unless a copy tuned on first frames is kept apart (stage transformer_first_frame).
+        self.image_transformer = transformer
+        if image_transformer is not None:
+            self.image_transformer = image_transformer.to(self.device).eval()
 
     @classmethod
     def _load_extras(cls, directory: Path) -> dict[str, Any]:
-        """The trajectory planner in ``planner/``, if there is one."""
-        return cls._load_planner(directory)
+        """The trajectory planner in ``planner/`` and the frame-0 transformer in
+        ``image_transformer/``, if there are any."""
+        extras = cls._load_planner(directory)
+        if (directory / IMAGE_TRANSFORMER / "config.json").is_file():
+            extras["image_transformer"] = MaskedVideoTransformer.from_pretrained(
+                directory / IMAGE_TRANSFORMER
+            )
+        return extras
 
     def _save_extras(self, directory: Path, dtype: torch.dtype | None) -> None:
-        """Write the trajectory planner, if any, to ``planner/``."""
+        """Write the trajectory planner and the frame-0 transformer, if any."""
         self._save_planner(directory, dtype)
+        if self.image_transformer is not self.transformer:
+            model = self.image_transformer
+            if dtype is not None:
+                model = torch.nn.Module.to(copy.deepcopy(model), dtype)
+            model.save_pretrained(directory / IMAGE_TRANSFORMER)
+
+    def to(self, device: str | torch.device) -> PhenakiPipeline:
+        """Move every component, the planner and the frame-0 transformer to ``device``."""
+        super().to(device)
+        self.image_transformer.to(device)
+        return self
 
     @property
     def resolution(self) -> int:
@@ -302,15 +337,16 @@ class PhenakiPipeline(Pipeline):
             "generator": run.generators,
             "callback": run.progress,
         }
-        if context is None and settings.first_frame == "image" and token_shape[0] > 1:
+        if context is None and settings.first_frame == "image":
             # The first frame's tokens on their own (an image), then the clip continuing them.
-            first = maskgit_sample(
-                self.transformer, **{**options, "token_shape": (1, *token_shape[1:])}
-            )
-            tracks = self._plan(run, first[:, 0], num_frames)
             tokens = maskgit_sample(
-                self.transformer, **options, prefix_tokens=first, trajectory=tracks
+                self.image_transformer, **{**options, "token_shape": (1, *token_shape[1:])}
             )
+            if token_shape[0] > 1:
+                tracks = self._plan(run, tokens[:, 0], num_frames)
+                tokens = maskgit_sample(
+                    self.transformer, **options, prefix_tokens=tokens, trajectory=tracks
+                )
         elif context is None:
             tokens = maskgit_sample(self.transformer, **options)
         else:

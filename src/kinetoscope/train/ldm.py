@@ -15,6 +15,9 @@ Stages, each resumable and bounded by steps and minutes:
                       of interpolation batches (keyframes given, the frames between denoised),
                       so one model both generates and interpolates. Its ``extra`` keys default
                       to stage 5's, so it states only what changes.
+  7. ``unet_first_frame`` (optional) a copy of the image model tuned on the first frames of
+                      clips only: the model image-first sampling draws frame 0 with
+                      (train/first_frame.py).
 Text embeddings are computed once per distinct caption and kept in memory (and on disk
 through the text encoder's cache). Classifier-free guidance: captions are dropped to ""
 with probability ``text_dropout``.
@@ -38,6 +41,7 @@ from diffusers import DDPMScheduler
 from kinetoscope.autoencoders.vae import VideoAutoencoderKL
 from kinetoscope.diffusion.noise import frame_correlated_noise
 from kinetoscope.diffusion.unet import VideoUNet
+from kinetoscope.train.first_frame import first_frame_clips, train_first_frame
 from kinetoscope.train.loop import atomic_save
 from kinetoscope.train.recipe import (
     CaptionBank,
@@ -443,7 +447,8 @@ def _unet_stage(
             batch_size=stage.batch_size,
             frames=recipe.num_frames if temporal else None,
             dropout=recipe.text_dropout,
-            seed=recipe.seed + {"unet_image": 3, "unet_temporal": 4}.get(name, 6),
+            seed=recipe.seed
+            + {"unet_image": 3, "unet_temporal": 4, "unet_first_frame": 7}.get(name, 6),
             tracks=cache.get("tracks") if temporal and unet.takes_trajectory else None,
             track_dropout=float(stage.extra.get("track_dropout", 0.1)),
         ),
@@ -476,6 +481,7 @@ LDM_STAGES = (
     "unet_image",
     "unet_temporal",
     "unet_interpolation",
+    "unet_first_frame",
     "trajectory_planner",
 )
 
@@ -486,6 +492,8 @@ def check_stages(recipe: LDMRecipe) -> None:
     unknown = set(recipe.stages) - set(LDM_STAGES)
     if unknown:
         raise ValueError(f"unknown stage(s) {sorted(unknown)}; an LDM recipe has {LDM_STAGES}")
+    if "unet_first_frame" in recipe.stages:
+        first_frame_clips(recipe)
     if "unet_interpolation" in recipe.stages:
         interpolation = _interpolation_stage(recipe)
         if _separate_interpolation(recipe) and spatial_lr_scale(interpolation):
@@ -574,6 +582,12 @@ def train_ldm(recipe: LDMRecipe, out_dir: str | Path) -> Path:
         if generator is not None:
             extras["interpolation_temporal"] = unet.temporal_state()
             unet = generator
+    if "unet_first_frame" in recipe.stages:
+        # Frame 0 of image-first sampling from an image model tuned on first frames only
+        # (train/first_frame.py); the generator is not touched.
+        extras["image_spatial"] = train_first_frame(
+            recipe, out, unet, vae, scheduler, bank, image_dir
+        )
     from kinetoscope.pipelines.text_to_video import TextToVideoPipeline
 
     return save_pipeline(

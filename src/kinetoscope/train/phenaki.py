@@ -35,6 +35,9 @@ Stages, each resumable and bounded by steps and minutes (like the Video LDM reci
                      model without anchors would (the anchors are drawn last and pass their
                      input through). Without it, every transformer stage of a model with
                      anchors trains with tracks.
+  3d. ``transformer_first_frame`` (optional, last) a copy of the final transformer tuned on
+                     first-frame tokens only: the model image-first sampling draws frame 0's
+                     tokens with (``train/first_frame.py``).
 Stages 1 and 1b are in ``kinetoscope.train.phenaki_tokenizer``. The trained tokenizer is scored
 on the test split of every world (reconstruction PSNR and codebook usage,
 ``tokenizer_report.json``), then the pipeline is saved to ``out/pipeline``.
@@ -63,6 +66,7 @@ from kinetoscope.masked.transformer import token_step_tracks
 from kinetoscope.pipelines.base import model_fingerprint
 from kinetoscope.pipelines.phenaki import PhenakiPipeline, encode_text
 from kinetoscope.text import load_text_encoder
+from kinetoscope.train.first_frame import first_frame_clips, train_phenaki_first_frame
 from kinetoscope.train.loop import atomic_save
 from kinetoscope.train.phenaki_tokenizer import (
     _loop_options,
@@ -92,6 +96,7 @@ PHENAKI_STAGES = (
     "transformer_finetune",
     "trajectory_planner",
     "transformer_tracks",
+    "transformer_first_frame",
 )
 TRANSFORMER_STAGES = ("transformer", "transformer_finetune", "transformer_tracks")
 
@@ -355,8 +360,10 @@ def anchor_slots(recipe: PhenakiRecipe) -> int:
 
 def _trains_with_tracks(recipe: PhenakiRecipe, name: str) -> bool:
     """Whether transformer stage ``name`` gives the anchors tracks: only ``transformer_tracks``
-    when the recipe has it, else every transformer stage."""
-    return name == "transformer_tracks" or "transformer_tracks" not in recipe.stages
+    when the recipe has it, else every clip transformer stage (never the frame-0 model)."""
+    if name == "transformer_tracks":
+        return True
+    return "transformer_tracks" not in recipe.stages and name in TRANSFORMER_STAGES
 
 
 def train_phenaki_planner(
@@ -494,6 +501,8 @@ def train_phenaki(recipe: PhenakiRecipe, out_dir: str | Path) -> Path:
             )
     image_frames(recipe)
     anchor_slots(recipe)
+    if "transformer_first_frame" in recipe.stages:
+        first_frame_clips(recipe, "transformer_first_frame")
     out = start_run(recipe, out_dir)
     tokenizer = train_tokenizer(recipe, out)
     report_path = out / "tokenizer_report.json"
@@ -515,6 +524,10 @@ def train_phenaki(recipe: PhenakiRecipe, out_dir: str | Path) -> Path:
     )
     planner = train_phenaki_planner(recipe, out, tokenizer, cache, encoder)
     transformer = train_transformer(recipe, out, tokenizer, cache, encoder)
+    extras = {}
+    if "transformer_first_frame" in recipe.stages:
+        # Frame 0's tokens from a copy tuned on first frames only (train/first_frame.py).
+        extras["image_transformer"] = train_phenaki_first_frame(recipe, out, tokenizer, encoder)
     return save_pipeline(
         PhenakiPipeline,
         recipe,
@@ -523,4 +536,5 @@ def train_phenaki(recipe: PhenakiRecipe, out_dir: str | Path) -> Path:
         tokenizer=tokenizer,
         transformer=transformer,
         planner=planner,
+        **extras,
     )
