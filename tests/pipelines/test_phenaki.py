@@ -334,3 +334,33 @@ def test_the_agreement_radius_of_the_slots_comes_from_the_defaults(fake_text_enc
     pipe.defaults["agree_px"] = 8.0
     pipe(PROMPTS[0], seed=0, progress=False)
     assert radii == [2.0, 8.0]
+
+
+def test_a_separate_frame_0_transformer_is_saved_loaded_and_checked(tmp_path, fake_text_encoder):
+    """The frame-0 transformer (stage transformer_first_frame) travels with the pipeline in
+    float16 and must share the clip transformer's configuration, however it was built (a
+    configuration read back from disk holds lists where a fresh one holds tuples)."""
+    import kinetoscope
+
+    torch.manual_seed(0)
+    factorized = {**TRANSFORMER, "code_levels": (8, 5)}
+    tokenizer = CViViT(**TOKENIZER)
+    transformer = MaskedVideoTransformer(**factorized)
+    transformer.save_pretrained(tmp_path / "clip")
+    loaded_clip = MaskedVideoTransformer.from_pretrained(tmp_path / "clip")
+    frame0 = MaskedVideoTransformer(**factorized)  # tuples in its configuration
+    pipe = PhenakiPipeline(
+        tokenizer=tokenizer, transformer=loaded_clip, image_transformer=frame0,
+        text_encoder="fake", max_length=8, defaults={"num_frames": 4, "num_inference_steps": 2},
+    )  # fmt: skip
+    pipe.save_pretrained(tmp_path / "model", weights_dtype="float16")
+    assert (tmp_path / "model" / "image_transformer" / "config.json").is_file()
+    again = kinetoscope.load(tmp_path / "model")
+    for name, weight in frame0.state_dict().items():
+        assert torch.equal(again.image_transformer.state_dict()[name], weight.half().float())
+    assert again.image_transformer is not again.transformer
+    with pytest.raises(ValueError, match="frame-0 transformer"):
+        PhenakiPipeline(
+            tokenizer=tokenizer, transformer=loaded_clip,
+            image_transformer=MaskedVideoTransformer(**{**factorized, "depth": 2}),
+        )  # fmt: skip

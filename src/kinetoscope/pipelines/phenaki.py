@@ -34,6 +34,7 @@ L text tokens, D text width.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 from collections.abc import Sequence
@@ -81,8 +82,9 @@ DEFAULTS = {
 
 
 def _settings_of(model: Any) -> dict[str, Any]:
-    """A model's configuration without its load metadata (keys starting with "_")."""
-    return {k: v for k, v in model.config.items() if not k.startswith("_")}
+    """A model's configuration without its load metadata (keys starting with "_"), tuples as
+    lists (as a saved and loaded configuration holds them)."""
+    return json.loads(json.dumps({k: v for k, v in model.config.items() if not k.startswith("_")}))
 
 
 def encode_text(encoder: Any, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
