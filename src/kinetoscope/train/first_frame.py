@@ -49,16 +49,22 @@ def first_frame_clips(recipe: Any, stage: str = STAGE) -> int:
     return value
 
 
-def build_first_frame_cache(recipe: Any, vae: Any, path: Path, num_clips: int) -> dict[str, Any]:
-    """Latents (N, Z, 1, h, w) (fp16, posterior means) of the first frames of training clips
-    0 .. ``num_clips`` - 1, and each clip's caption wordings; saved to ``path``."""
-    latents, wordings = [], []
-    vae.eval()
+def first_frame_cache(
+    recipe: Any, encode: Any, path: Path, num_clips: int, *, key: str, **meta: Any
+) -> dict[str, Any]:
+    """``{key: encode(frame 0) of training clips 0 .. num_clips - 1, "wordings": each clip's
+    caption wordings, "clips": num_clips, **meta}``: ``path`` if it holds those clips with the
+    same ``meta`` (e.g. the tokenizer's fingerprint), else built and saved there."""
+    if path.exists():
+        cache = torch.load(path, weights_only=False)
+        if all(cache.get(k) == v for k, v in {"clips": num_clips, **meta}.items()):
+            return cache
+    coded, wordings = [], []
     for video, chunk_wordings in clip_chunks(_world_datasets(recipe), num_clips, chunk_size=64):
         with torch.inference_mode():
-            latents.append(vae.encode(video[:, :, :1].contiguous()).half())
+            coded.append(encode(video[:, :, :1].contiguous()))
         wordings.extend(chunk_wordings)
-    cache = {"latents": torch.cat(latents), "wordings": wordings, "clips": num_clips}
+    cache = {key: torch.cat(coded), "wordings": wordings, "clips": num_clips, **meta}
     atomic_save(cache, path)
     return cache
 
@@ -77,37 +83,16 @@ def train_first_frame(
     final = out / "unet-first-frame"
     if (final / "config.json").exists():
         return VideoUNet.from_pretrained(final).spatial_state()
-    num_clips = first_frame_clips(recipe)
-    path = out / "first-frames.pt"
-    cache = torch.load(path, weights_only=False) if path.exists() else None
-    if cache is None or cache.get("clips") != num_clips:
-        cache = build_first_frame_cache(recipe, vae, path, num_clips)
+    vae.eval()
+    cache = first_frame_cache(  # latents (N, Z, 1, h, w), fp16 posterior means
+        recipe, lambda frames: vae.encode(frames).half(), out / "first-frames.pt",
+        first_frame_clips(recipe), key="latents",
+    )  # fmt: skip
     logger.info("first-frame stage on %d first frames", cache["latents"].shape[0])
     model = load_spatial_weights(copy.deepcopy(unet), image_dir)
     model = _unet_stage(recipe, out, model, scheduler, cache, bank, STAGE, temporal=False)
     model.save_pretrained(final)
     return model.spatial_state()
-
-
-@torch.no_grad()
-def build_phenaki_first_frame_cache(
-    recipe: Any, tokenizer: Any, path: Path, num_clips: int, *, fingerprint: str
-) -> dict[str, Any]:
-    """Tokens (N, 1, h, w) int16 of the first frames of training clips 0 .. ``num_clips`` - 1
-    coded alone, and each clip's caption wordings; saved to ``path``."""
-    tokens, wordings = [], []
-    tokenizer.eval()
-    for video, chunk_wordings in clip_chunks(_world_datasets(recipe), num_clips, chunk_size=64):
-        tokens.append(tokenizer.encode(video[:, :, :1].contiguous()).to(torch.int16))
-        wordings.extend(chunk_wordings)
-    cache = {
-        "tokens": torch.cat(tokens),
-        "wordings": wordings,
-        "clips": num_clips,
-        "tokenizer": fingerprint,
-    }
-    atomic_save(cache, path)
-    return cache
 
 
 def train_phenaki_first_frame(recipe: Any, out: Path, tokenizer: Any, encoder: Any) -> Any:
@@ -117,13 +102,12 @@ def train_phenaki_first_frame(recipe: Any, out: Path, tokenizer: Any, encoder: A
     from kinetoscope.pipelines.base import model_fingerprint
     from kinetoscope.train.phenaki import _train_transformer_stage
 
-    num_clips = first_frame_clips(recipe, PHENAKI_STAGE)
-    path, fingerprint = out / "first-frame-tokens.pt", model_fingerprint(out / "tokenizer")
-    cache = torch.load(path, weights_only=False) if path.exists() else None
-    if cache is None or (cache.get("clips"), cache.get("tokenizer")) != (num_clips, fingerprint):
-        cache = build_phenaki_first_frame_cache(
-            recipe, tokenizer, path, num_clips, fingerprint=fingerprint
-        )
+    tokenizer.eval()
+    cache = first_frame_cache(  # tokens (N, 1, h, w) int16: frame 0 coded alone
+        recipe, lambda frames: tokenizer.encode(frames).to(torch.int16),
+        out / "first-frame-tokens.pt", first_frame_clips(recipe, PHENAKI_STAGE), key="tokens",
+        tokenizer=model_fingerprint(out / "tokenizer"),
+    )  # fmt: skip
     stage = recipe.stages[PHENAKI_STAGE]
     images_only = {**stage, "extra": {**stage.get("extra", {}), "continuation_fraction": 0.0}}
     recipe = dataclasses.replace(recipe, stages={**recipe.stages, PHENAKI_STAGE: images_only})
