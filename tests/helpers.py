@@ -97,15 +97,16 @@ def load_benchmark(name: str) -> ModuleType:
 TRACKED_UNET = {**TINY_UNET, "anchor_levels": (0,), "anchor_heads": 2, "anchor_read_out": "given"}
 
 
-def tracked_pipeline(text_encoder, *, planner: bool = True):
-    """A tiny pipeline whose generator's anchors follow given tracks, with a random planner."""
+def tracked_pipeline(text_encoder, *, planner: bool = True, regions: bool = False):
+    """A tiny pipeline whose generator's anchors follow given tracks, with a random planner
+    (``regions``: region anchors and a planner that proposes frame-0 boxes)."""
     torch.manual_seed(0)
-    unet = VideoUNet(**TRACKED_UNET)
+    unet = VideoUNet(**TRACKED_UNET, anchor_regions=regions)
     with torch.no_grad():
         unet.conv_out.weight.normal_(0, 0.2)
         unet.down_blocks[0].temporal_anchor.proj_out.weight.normal_(0, 0.5)
     proposals = TrajectoryPlanner(latent_channels=4, text_dim=16, num_frames=4, width=16,
-                                  layers=1, heads=2)  # fmt: skip
+                                  layers=1, heads=2, boxes=regions)  # fmt: skip
     with torch.no_grad():
         proposals.head.weight.normal_(0, 0.5)  # tracks of a few cells
     vae = VideoAutoencoderKL(channels=(8, 16), latent_channels=4)

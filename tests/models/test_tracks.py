@@ -239,8 +239,8 @@ def test_continuation_windows_run_without_tracks_and_plans_can_be_cut(fake_text_
     assert pipe._plan(first, 5, gen, denoise) is None
     radii = []
     sample = pipe.planner.sample
-    pipe.planner.sample = lambda *a, agree_px: (
-        radii.append(agree_px) or sample(*a, agree_px=agree_px)
+    pipe.planner.sample = lambda *a, agree_px, **kw: (
+        radii.append(agree_px) or sample(*a, agree_px=agree_px, **kw)
     )
     pipe._plan(first, 3, gen, denoise)
     pipe.defaults["agree_px"] = 8.0  # the sampling defaults set how close slots must agree

@@ -8,7 +8,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from kinetoscope.data.worlds.captions import MNIST_EVAL_TEMPLATES, SHAPES_EVAL_TEMPLATES
+from kinetoscope.data.worlds.captions import (
+    DIGIT_WORDS,
+    MNIST_EVAL_TEMPLATES,
+    SHAPES_EVAL_TEMPLATES,
+)
 from kinetoscope.text.clauses import split_clauses
 from kinetoscope.train.text_augment import WordingAugmenter, fact_words, vocabulary_words
 
@@ -99,3 +103,56 @@ def test_planner_batches_encode_noisy_wordings_of_the_cached_objects(fake_text_e
     assert first.shape == (8, 4, 2, 2) and emb.shape == (8, 8, 16) and got.shape == (8, 2, 16, 2)
     assert len(seen) == 8 and all(states(t, cache["objects"][0][1][0]) for t in seen)
     assert any(t != "the digit 7 is moving up" for t in seen)
+
+
+def test_the_noise_vocabulary_leaves_out_the_evaluation_templates_own_words():
+    from kinetoscope.train.text_augment import evaluation_words
+
+    assert {"travels", "heads", "drifting", "numeral", "handwritten"} <= evaluation_words()
+    vocab = {"travels": 0, "numeral": 1, "zebra": 2, "drifting": 3}
+    wrapped = SimpleNamespace(tokenizer=SimpleNamespace(get_vocab=lambda: vocab))
+    assert vocabulary_words(wrapped) == ["zebra"]
+
+
+def test_paraphrases_state_the_same_motion_in_words_no_template_uses():
+    from kinetoscope.data.worlds.captions import (
+        MNIST_TRAIN_TEMPLATES,
+        MOTION_FORMS,
+        SHAPES_TRAIN_TEMPLATES,
+    )
+    from kinetoscope.train.text_augment import (
+        FIELD,
+        MOTION_PARAPHRASES,
+        PARAPHRASE_SUBJECTS,
+        evaluation_words,
+    )
+
+    def words(texts):
+        return {w for t in texts for w in FIELD.sub(" ", t).replace(",", " ").split()}
+
+    training = words(MNIST_TRAIN_TEMPLATES + SHAPES_TRAIN_TEMPLATES)
+    eval_only = (evaluation_words() - training) | {
+        w for f in MOTION_FORMS.values() for w in f[2].split()
+    }
+    eval_only -= {w for f in MOTION_FORMS.values() for w in " ".join(f[:2]).split()}
+    paraphrases = {p for ps in MOTION_PARAPHRASES.values() for p in ps}
+    assert set(MOTION_PARAPHRASES) == set(MOTION_FORMS)
+    assert not words(paraphrases) & eval_only
+    assert not words(s for ss in PARAPHRASE_SUBJECTS.values() for s in ss) & eval_only
+    # paraphrase=1: every caption is a paraphrase, one clause per object, in the objects' order
+    augmenter = WordingAugmenter(NOISE, p=0.0, paraphrase=1.0)
+    rng = random.Random(0)
+    every = [{"digit": d, "motion": m} for d, m in zip(range(6), MOTION_FORMS, strict=False)]
+    texts = [augmenter("mnist", MNIST, rng) for _ in range(100)]
+    texts += [augmenter("mnist", every, rng) for _ in range(100)]
+    for text in texts:
+        objects = MNIST if len(split_clauses(text)) == 2 else every
+        clauses = split_clauses(text)
+        assert len(clauses) == len(objects), text
+        for clause, obj in zip(clauses, objects, strict=True):
+            assert any(clause.endswith(p) for p in MOTION_PARAPHRASES[obj["motion"]]), clause
+            named = clause.replace(",", " ").split()
+            assert str(obj["digit"]) in named or DIGIT_WORDS[obj["digit"]] in named
+    assert len(set(texts)) > 30
+    with pytest.raises(ValueError, match="paraphrase"):
+        WordingAugmenter(NOISE, paraphrase=1.5)

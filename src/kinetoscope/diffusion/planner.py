@@ -53,6 +53,7 @@ class TrajectoryPlanner(ModelMixin, ConfigMixin):
         width: int = 128,
         layers: int = 2,
         heads: int = 4,
+        boxes: bool = False,
     ) -> None:
         super().__init__()
         if num_frames < 2 or slots < 1 or modes < 1:
@@ -69,13 +70,16 @@ class TrajectoryPlanner(ModelMixin, ConfigMixin):
         )
         self.decoder = nn.TransformerDecoder(layer, layers)
         self.norm = nn.LayerNorm(width)
-        self.head = nn.Linear(width, 2 * (num_frames - 1) + 1)
+        # Per query: the track's steps, the mode's logit and (boxes) its object's frame-0 box.
+        self.head = nn.Linear(width, 2 * (num_frames - 1) + 1 + (4 if boxes else 0))
 
     def forward(
         self, first: torch.Tensor, text_emb: torch.Tensor, text_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """first (B, Z, h, w), text_emb (B, L, D), text_mask (B, L) ->
-        (tracks (B, S, M, T, 2) in frame widths, logits (B, S, M))."""
+        (tracks (B, S, M, T, 2) in frame widths, logits (B, S, M)); with ``boxes`` the
+        tracks are layouts (B, S, M, T + 2, 2): each mode's track, then its object's frame-0
+        box, corners (x0, y0), (x1, y1) in frame widths (``pack_layout``)."""
         cfg = self.config
         batch, _, height, width = first.shape
         cells = self.stem(first).flatten(2).transpose(1, 2)  # (B, h*w, C)
@@ -89,9 +93,13 @@ class TrajectoryPlanner(ModelMixin, ConfigMixin):
         queries = self.queries[None].expand(batch, -1, -1)
         out = self.head(self.norm(self.decoder(queries, memory, memory_key_padding_mask=padding)))
         out = out.view(batch, cfg.slots, cfg.modes, -1)
-        steps = out[..., :-1].reshape(batch, cfg.slots, cfg.modes, cfg.num_frames - 1, 2)
+        count = 2 * (cfg.num_frames - 1)
+        steps = out[..., :count].reshape(batch, cfg.slots, cfg.modes, cfg.num_frames - 1, 2)
         tracks = torch.cat([torch.zeros_like(steps[..., :1, :]), steps], dim=-2)
-        return tracks, out[..., -1]
+        if cfg.boxes:
+            corners = out[..., count + 1 :].reshape(batch, cfg.slots, cfg.modes, 2, 2)
+            tracks = torch.cat([tracks, corners], dim=-2)
+        return tracks, out[..., count]
 
     def loss(
         self,
@@ -99,15 +107,21 @@ class TrajectoryPlanner(ModelMixin, ConfigMixin):
         text_emb: torch.Tensor,
         text_mask: torch.Tensor,
         tracks: torch.Tensor,
+        boxes: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Winner-takes-all loss against the true ``tracks`` (B, S, T, 2).
 
         Slots are matched to objects by the assignment of least error (objects have no order
         the first frame shows); in each slot the closest mode regresses onto its track (mean
         squared error, in frame widths; the others with weight ``RELAX``), and the logits
-        learn which mode was closest.
+        learn which mode was closest. A planner with ``boxes`` also regresses every mode's
+        box onto the frame-0 box (B, S, 2, 2) of the object its slot was matched to.
         """
         pred, logits = self(first, text_emb, text_mask)
+        if self.config.boxes:
+            if boxes is None:
+                raise ValueError("a planner with boxes trains on the objects' frame-0 boxes")
+            pred, pred_boxes = pred[..., :-2, :], pred[..., -2:, :]
         slots = self.config.slots
         if tracks.shape[1] != slots:
             raise ValueError(f"need {slots} tracks per clip, got {tracks.shape[1]}")
@@ -125,7 +139,13 @@ class TrajectoryPlanner(ModelMixin, ConfigMixin):
         # mode logits do not dominate.
         loss = 100.0 * regression + 0.1 * choice
         track_px = float(best_err.detach().mean().sqrt()) * 64
-        return loss, {"track_px": track_px, "choice": float(choice.detach())}
+        logs = {"track_px": track_px, "choice": float(choice.detach())}
+        if self.config.boxes:
+            matched = boxes[:, orders][torch.arange(len(order), device=order.device), order]
+            box_err = (pred_boxes - matched[:, :, None]).square().mean()  # every mode
+            loss = loss + 100.0 * box_err
+            logs["box_px"] = float(box_err.detach().sqrt()) * 64
+        return loss, logs
 
     @torch.no_grad()
     def sample(
@@ -136,9 +156,13 @@ class TrajectoryPlanner(ModelMixin, ConfigMixin):
         generators: list[torch.Generator] | None = None,
         *,
         agree_px: float = 2.0,
+        num_frames: int | None = None,
+        boxes: bool = False,
     ) -> torch.Tensor:
-        """(B, S, T, 2) tracks: one mode per slot, drawn by its probability with sample b's
-        generator (the most likely mode without generators).
+        """(B, S, T, 2) tracks, their first ``num_frames`` (default: all planned): one mode per
+        slot, drawn by its probability with sample b's generator (the most likely mode without
+        generators). With ``boxes`` (a planner built with ``boxes``), layouts (B, S, T + 2, 2):
+        each track, then its object's frame-0 box (``pack_layout``).
 
         Slots in turn: a slot with a mode within ``agree_px`` (root mean square, pixels of a
         64-wide frame) of a track already chosen for an earlier slot takes that mode. Every
@@ -160,16 +184,23 @@ class TrajectoryPlanner(ModelMixin, ConfigMixin):
                 ]
             )
         tol = (agree_px / 64) ** 2
+        frames = self.config.num_frames
         for s in range(1, tracks.shape[1]):
             chosen = tracks[:, :s].gather(
                 2, mode[:, :s, None, None, None].expand(-1, -1, 1, *tracks.shape[-2:])
             )  # (B, s, 1, T, 2): the earlier slots' chosen tracks
-            err = (tracks[:, s, None] - chosen).square().mean(dim=(-1, -2))  # (B, s, M)
+            # agreement is judged on the tracks alone (a layout's last two rows are its box)
+            err = (tracks[:, s, None, :, :frames] - chosen[..., :frames, :]).square()
+            err = err.mean(dim=(-1, -2))  # (B, s, M)
             best, where = err.flatten(1).min(dim=1)
             agree = best < tol
             mode[:, s] = torch.where(agree, where % tracks.shape[2], mode[:, s])
         index = mode[..., None, None, None].expand(-1, -1, 1, *tracks.shape[-2:])
-        return tracks.gather(2, index).squeeze(2)
+        chosen = tracks.gather(2, index).squeeze(2)
+        if boxes and not self.config.boxes:
+            raise ValueError("this planner proposes no boxes")
+        kept = chosen[:, :, :frames][:, :, :num_frames]
+        return torch.cat([kept, chosen[:, :, frames:]], dim=2) if boxes else kept
 
 
 def track_sketch(first: torch.Tensor, track: torch.Tensor) -> torch.Tensor:

@@ -201,8 +201,11 @@ class AnchorAttention(nn.Module):
         max_speed: float | None = None,
         sink: bool = False,
         velocities: list[list[float]] | None = None,
+        regions: bool = False,
     ) -> None:
         super().__init__()
+        if regions and read_out != "given":
+            raise ValueError("regions need given trajectories (read_out='given')")
         if channels % (2 * num_heads) or channels % 4:
             raise ValueError(
                 f"anchor attention needs channels divisible by 4 and by 2 * heads, got {channels}"
@@ -231,6 +234,10 @@ class AnchorAttention(nn.Module):
         # A sink: one learned key and value per head beside frame 0's, outside the trajectory
         # bias, that a query can attend to when frame 0 has nothing for it (zero value at first).
         self.sink = nn.Parameter(torch.zeros(2, num_heads, channels // num_heads)) if sink else None
+        # regions: each head reads frame 0 only inside its object's frame-0 box (a layout,
+        # see ``pack_layout``), so a place between two objects takes each one's content from
+        # its own head and not a blend of both.
+        self.regions = regions
         self.proj_out = nn.Linear(channels, channels)
         nn.init.zeros_(self.proj_out.weight)  # starts as the identity (see AlphaMix)
         nn.init.zeros_(self.proj_out.bias)
@@ -247,15 +254,19 @@ class AnchorAttention(nn.Module):
         """x (B*T, C, h, w), context (B, L, D) -> (B*T, C, h, w).
 
         ``trajectory`` (B, H, T, 2): with ``read_out="given"``, head h's displacement from
-        frame 0 at frame t, (x, y) in frame widths. Without one, a given-trajectory anchor
-        passes ``x`` through unchanged (as for clips trained without tracks); so it does for
-        the clips whose tracks hold NaN (e.g. the unconditional half of a guided batch).
+        frame 0 at frame t, (x, y) in frame widths; with ``regions``, a layout (B, H, T + 2,
+        2) of ``pack_layout``: the tracks, then each head's frame-0 box. Without one, a
+        given-trajectory anchor passes ``x`` through unchanged (as for clips trained without
+        tracks); so it does for the clips whose tracks hold NaN (e.g. the unconditional half
+        of a guided batch).
         """
         height, width = x.shape[-2:]
-        absent = None
+        absent, boxes = None, None
         if trajectory is not None and self.given:
             absent = trajectory.isnan().flatten(1).any(1)  # (B,)
             trajectory = trajectory.nan_to_num(0.0)
+            if self.regions:
+                trajectory, boxes = unpack_layout(trajectory)
         displacement, spread = self._motion(
             context, context_mask, trajectory, num_frames=num_frames, batch=len(x) // num_frames
         )
@@ -269,6 +280,8 @@ class AnchorAttention(nn.Module):
         q = rearrange(self.to_q(queries), "b t n (h e) -> b h (t n) e", h=heads)
         k, v = rearrange(self.to_kv(tokens[:, 0] + grid), "b n (k h e) -> k b h n e", k=2, h=heads)
         q, k = self._with_trajectory(q, k, displacement, spread, height, width)
+        if boxes is not None:
+            q, k = with_regions(q, k, boxes, height, width)
         if self.sink is not None:  # its extra channels are 0: no trajectory bias
             sink_k, sink_v = (
                 s.to(q.dtype)[None, :, None].expand(len(q), -1, -1, -1) for s in self.sink
@@ -351,6 +364,45 @@ class AnchorAttention(nn.Module):
             torch.cat([q * scale, q_extra.to(q.dtype)], dim=-1),
             torch.cat([k, k_extra.to(k.dtype)], dim=-1),
         )
+
+
+REGION_MARGIN = 0.5  # a cell belongs to a box when its centre lies within half a cell of it
+OUTSIDE_LOGIT = -30.0  # attention logit added to frame-0 places outside a head's box
+
+
+def pack_layout(tracks: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """One tensor for the layout of a clip's objects, as region anchors take it: tracks (B, S,
+    T, 2) and frame-0 boxes (B, S, 2, 2), corners (x0, y0), (x1, y1) in frame widths ->
+    (B, S, T + 2, 2)."""
+    if boxes.shape != (*tracks.shape[:2], 2, 2):
+        raise ValueError(f"boxes must be (B, S, 2, 2) for tracks {tuple(tracks.shape)}")
+    return torch.cat([tracks, boxes.to(tracks.dtype)], dim=2)
+
+
+def unpack_layout(layout: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tracks (B, S, T, 2), boxes (B, S, 2, 2)) of a ``pack_layout`` tensor."""
+    return layout[:, :, :-2], layout[:, :, -2:]
+
+
+def with_regions(q, k, boxes, height: int, width: int):
+    """One more query and key channel: every query of head h gets ``OUTSIDE_LOGIT`` on the
+    frame-0 keys of cells that do not overlap head h's box (B, H, 2, 2), so it reads its own
+    object only (or the sink, whose extra channels are 0). A box as wide as
+    the frame leaves the head unrestricted."""
+    cells_y = (torch.arange(height, device=q.device, dtype=torch.float32) + 0.5) / height
+    cells_x = (torch.arange(width, device=q.device, dtype=torch.float32) + 0.5) / width
+    x0, y0, x1, y1 = boxes.float().flatten(2).unbind(-1)  # (B, H) each
+    inside_x = (cells_x > x0[..., None] - REGION_MARGIN / width) & (
+        cells_x < x1[..., None] + REGION_MARGIN / width
+    )  # (B, H, w): the cells the box overlaps
+    inside_y = (cells_y > y0[..., None] - REGION_MARGIN / height) & (
+        cells_y < y1[..., None] + REGION_MARGIN / height
+    )  # (B, H, h)
+    inside = (inside_y[..., :, None] & inside_x[..., None, :]).flatten(2)  # (B, H, h*w)
+    bias = torch.where(inside, 0.0, OUTSIDE_LOGIT).to(k.dtype)
+    return torch.cat([q, torch.ones_like(q[..., :1])], dim=-1), torch.cat(
+        [k, bias[..., None]], dim=-1
+    )
 
 
 def grid_positions(channels: int, height: int, width: int, device: torch.device) -> torch.Tensor:

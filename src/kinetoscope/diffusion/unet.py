@@ -170,6 +170,7 @@ class TemporalOptions:
     anchor_max_speed: float | None = None
     anchor_sink: bool = False
     anchor_velocities: tuple | None = None
+    anchor_regions: bool = False
 
 
 class SpatioTemporalBlock(nn.Module):
@@ -227,6 +228,7 @@ class SpatioTemporalBlock(nn.Module):
                 max_speed=temporal.anchor_max_speed,
                 sink=temporal.anchor_sink,
                 velocities=temporal.anchor_velocities,
+                regions=temporal.anchor_regions,
                 **norms,
             )
             if temporal.anchor
@@ -295,6 +297,9 @@ class VideoUNet(ModelMixin, ConfigMixin):
         anchor_max_speed: bound (frame widths per frame) of their velocities; None: unbounded.
         anchor_sink: give them a learned key and value beside frame 0's, which a query can
             attend to when frame 0 has nothing for it.
+        anchor_regions: with given tracks, each head reads frame 0 only inside its object's
+            frame-0 box: ``forward``'s trajectory is then a layout (B, heads, T + 2, 2), the
+            tracks and the boxes (``kinetoscope.diffusion.trajectories.pack_layout``).
         anchor_velocities: with ``anchor_read_out: fixed``, one (vx, vy) per head in frame
             widths per frame: a bank of given trajectories instead of prompt-read ones.
         num_heads: attention heads everywhere.
@@ -324,6 +329,7 @@ class VideoUNet(ModelMixin, ConfigMixin):
         anchor_max_speed: float | None = None,
         anchor_sink: bool = False,
         anchor_velocities: list[list[float]] | None = None,
+        anchor_regions: bool = False,
         num_heads: int = 4,
         text_dim: int = 384,
     ) -> None:
@@ -366,6 +372,7 @@ class VideoUNet(ModelMixin, ConfigMixin):
                     anchor_max_speed=anchor_max_speed,
                     anchor_sink=anchor_sink,
                     anchor_velocities=anchor_velocities,
+                    anchor_regions=anchor_regions,
                 ),
                 norm_group_size=norm_group_size,
                 scale_shift=scale_shift,
@@ -482,8 +489,9 @@ class VideoUNet(ModelMixin, ConfigMixin):
                 given clean carry timestep 0).
             text_emb: (B, L, D) token states; text_mask: (B, L) True for real tokens.
             trajectory: (B, anchor_heads, T, 2) object tracks for given-trajectory anchor
-                attention (displacement from frame 0, x then y, in frame widths); None runs
-                those anchors as identities.
+                attention (displacement from frame 0, x then y, in frame widths); with
+                ``anchor_regions`` the layout (B, anchor_heads, T + 2, 2) of tracks and
+                frame-0 boxes; None runs those anchors as identities.
             use_temporal: False runs the image model only (stage 1, frames independent).
         Returns:
             (B, Z, T, h, w) predicted noise.

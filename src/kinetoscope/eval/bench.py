@@ -278,7 +278,9 @@ def _random_planner(recipe: Any, *, latent_channels: int, text_dim: int, slots: 
     from kinetoscope.diffusion.planner import TrajectoryPlanner
 
     sizes = {
-        k: v for k, v in recipe.stage("trajectory_planner").extra.items() if k != "text_augment"
+        k: v
+        for k, v in recipe.stage("trajectory_planner").extra.items()
+        if k not in ("text_augment", "text_paraphrase")
     }
     return TrajectoryPlanner(
         latent_channels=latent_channels,

@@ -530,7 +530,7 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
             tracks = self._plan(context[:, :, 0], num_frames, generators, denoise)
         start = float(self.defaults.get("track_start", 1.0))
         if tracks is not None and start < 1.0:
-            init = track_sketch(context[:, :, 0], tracks[:, 0])
+            init = track_sketch(context[:, :, 0], tracks[:, 0, :num_frames])
             denoise = {**denoise, "init": init, "strength": start}
         return self._denoise(
             noise, context=context, trajectory=tracks, callback=callback, **denoise
@@ -543,9 +543,9 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
         generators: list[torch.Generator],
         denoise: dict[str, Any],
     ) -> torch.Tensor | None:
-        """(B, S, num_frames, 2) object tracks from the planner for windows whose frame 0 is
-        ``first`` (B, Z, h, w), or None: no planner, or a window longer than it plans (a
-        shorter one takes the start of its tracks)."""
+        """(B, S, num_frames, 2) object tracks (region anchors: layouts with the frame-0
+        boxes) from the planner for windows whose frame 0 is ``first`` (B, Z, h, w), or None:
+        no planner, or a window longer than it plans (a shorter one takes its tracks' start)."""
         if self.planner is None or not self.unet.takes_trajectory:
             return None
         planned = self.planner.config.num_frames
@@ -559,8 +559,11 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
         batch = first.shape[0]
         emb, mask = denoise["emb"][:batch], denoise["mask"][:batch]  # the prompts, not negatives
         agree = float(self.defaults.get("agree_px", 2.0))
-        tracks = self.planner.sample(first.float(), emb, mask, generators, agree_px=agree)
-        return tracks[:, :, :num_frames]
+        regions = bool(getattr(self.unet.config, "anchor_regions", False))
+        return self.planner.sample(
+            first.float(), emb, mask, generators, agree_px=agree, num_frames=num_frames,
+            boxes=regions,
+        )  # fmt: skip
 
     def _continue_latents(
         self,

@@ -410,6 +410,8 @@ def _unet_stage(
         "high_noise_start": float(stage.extra.get("high_noise_start", 0.75)),
         "noise_correlation": noise_correlation(stage) if temporal else 0.0,
     }
+    from kinetoscope.train.tracks import given_tracks
+
     if context_fraction and not 1 <= max_context < recipe.num_frames:
         raise ValueError(f"max_context_frames must lie in 1..{recipe.num_frames - 1}")
 
@@ -449,7 +451,7 @@ def _unet_stage(
             dropout=recipe.text_dropout,
             seed=recipe.seed
             + {"unet_image": 3, "unet_temporal": 4, "unet_first_frame": 7}.get(name, 6),
-            tracks=cache.get("tracks") if temporal and unet.takes_trajectory else None,
+            tracks=given_tracks(cache, unet) if temporal else None,
             track_dropout=float(stage.extra.get("track_dropout", 0.1)),
         ),
         out_dir=out / f"stage-{name}",

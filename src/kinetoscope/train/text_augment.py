@@ -13,6 +13,14 @@ deletion, replacement and insertion of words; Wei and Zou 2019) applied to the t
 words only: every word that states a fact (the digit, its motion, a shape's colour, ...) is kept
 as it is and in order, and the random words come from the text encoder's vocabulary without
 any word that states a fact of the world. No evaluation template or its words are used.
+
+Noise alone keeps every motion in the one word the templates use for it, so a model learns that
+exactly "up" means up and reads any other word near it as something else: the planner of
+``ldm-mnist`` (session 34) turned "upward" into "up and down" in a third of the held-out test
+clips. ``paraphrase`` renders a share of the captions from ``PARAPHRASE_SUBJECTS`` and
+``MOTION_PARAPHRASES`` instead: other words for the same motions ("rising", "sinking", "from
+side to side", ...). None of their words occurs in an evaluation template (a test checks it);
+the evaluation's own words stay unseen.
 """
 
 from __future__ import annotations
@@ -24,13 +32,49 @@ from typing import Any
 from kinetoscope.data.worlds.captions import (
     DIGIT_WORDS,
     JOINER,
+    MNIST_EVAL_TEMPLATES,
     MOTION_FORMS,
+    SHAPES_EVAL_TEMPLATES,
     _fields,
     _templates,
 )
 from kinetoscope.data.worlds.shapes import COLORS, SHAPES, SIZES
 
 FIELD = re.compile(r"\{(\w+)\}")
+
+# Training-only wordings of each motion, as the predicate after a subject ("the digit 7 is
+# rising"). Their words are not in any evaluation template.
+MOTION_PARAPHRASES: dict[str, tuple[str, ...]] = {
+    "left": ("sliding left", "shifting left", "moving toward the left edge", "going left"),
+    "right": ("sliding right", "shifting right", "moving toward the right edge", "going right"),
+    "up": ("rising", "climbing", "ascending", "moving toward the top", "going to the top"),
+    "down": ("falling", "sinking", "descending", "moving toward the bottom", "dropping"),
+    "left and right": (
+        "bouncing from side to side",
+        "moving side to side",
+        "swinging left and right",
+        "bouncing between the left and right edges",
+    ),
+    "up and down": ("bouncing up and down", "bobbing up and down", "swinging up and down"),
+}
+# Subjects of the paraphrased clauses, over the same fields as the caption templates.
+PARAPHRASE_SUBJECTS: dict[str, tuple[str, ...]] = {
+    "mnist": ("the digit {d} is", "digit {word},", "a {d}", "the {word}", "number {d} is"),
+    "shapes": (
+        "a {size} {color} {shape} is",
+        "the {color} {shape}, {size},",
+        "{size} {color} {shape}",
+    ),
+}
+
+
+def evaluation_words() -> set[str]:
+    """Every word of the evaluation-only templates' own text ("travels", "numeral", ...), never
+    used as noise: a noise word may not teach the evaluation's wordings."""
+    words = set()
+    for template in MNIST_EVAL_TEMPLATES + SHAPES_EVAL_TEMPLATES:
+        words.update(FIELD.sub(" ", template).replace(",", " ").split())
+    return words
 
 
 def fact_words() -> set[str]:
@@ -46,13 +90,14 @@ def fact_words() -> set[str]:
 
 def vocabulary_words(encoder: Any, *, min_length: int = 3) -> list[str]:
     """Whole lower-case words of the text encoder's tokenizer vocabulary (found on ``encoder``
-    or the encoders it wraps), without fact words: the noise words."""
+    or the encoders it wraps), without fact words and evaluation-template words: the noise
+    words."""
     seen = set()
     while encoder is not None and id(encoder) not in seen:
         seen.add(id(encoder))
         tokenizer = getattr(encoder, "tokenizer", None)
         if tokenizer is not None:
-            facts = fact_words()
+            facts = fact_words() | evaluation_words()
             return sorted(
                 word
                 for word in tokenizer.get_vocab()
@@ -80,21 +125,34 @@ class WordingAugmenter:
         p_delete: float = 0.15,
         p_replace: float = 0.15,
         max_insert: int = 2,
+        paraphrase: float = 0.0,
     ) -> None:
         if not vocabulary:
             raise ValueError("the augmenter needs a non-empty vocabulary")
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p must be in [0, 1], got {p}")
+        if not 0.0 <= paraphrase <= 1.0:
+            raise ValueError(f"paraphrase must be in [0, 1], got {paraphrase}")
+        self.paraphrase = paraphrase
         self.vocabulary = list(vocabulary)
         self.p, self.p_delete, self.p_replace = p, p_delete, p_replace
         self.max_insert = max_insert
 
     def __call__(self, world: str, objects: list[dict], rng: random.Random) -> str:
-        """One wording of ``objects`` (a world's object dicts) from a random training template:
-        noised with probability ``p``, else the template as it is."""
+        """One wording of ``objects`` (a world's object dicts): with probability ``paraphrase``
+        paraphrased (each clause a random subject and motion paraphrase), else from a random
+        training template; then noised with probability ``p``, else as it is."""
         template = rng.choice(_templates(world, eval_only=False))
+        paraphrased = rng.random() < self.paraphrase
         noisy = rng.random() < self.p
-        clauses = [self._clause(template, _fields(world, obj), rng, noisy) for obj in objects]
+        clauses = []
+        for obj in objects:
+            fields = _fields(world, obj)
+            if paraphrased:
+                subject = rng.choice(PARAPHRASE_SUBJECTS[world])
+                template = f"{subject} {{p}}"
+                fields = {**fields, "p": rng.choice(MOTION_PARAPHRASES[obj["motion"]])}
+            clauses.append(self._clause(template, fields, rng, noisy))
         return " ".join(JOINER.join(clauses).split())
 
     def _clause(self, template: str, fields: dict[str, str], rng: random.Random, noisy: bool):

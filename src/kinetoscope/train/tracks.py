@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from kinetoscope.diffusion.planner import TrajectoryPlanner
+from kinetoscope.diffusion.trajectories import pack_layout
 from kinetoscope.train.loop import atomic_save
 from kinetoscope.train.recipe import (
     CaptionBank,
@@ -45,29 +46,58 @@ def clip_tracks(objects: list[dict], *, slots: int, resolution: int) -> np.ndarr
     )
 
 
+def clip_boxes(objects: list[dict], *, slots: int, resolution: int) -> np.ndarray:
+    """(S, 2, 2) frame-0 box of each object, corners (x0, y0), (x1, y1) in frame widths; slots
+    filled as in ``clip_tracks``."""
+    if not objects or any("positions" not in o or "box" not in o for o in objects):
+        raise ValueError("boxes need objects with per-frame positions and a box size")
+    boxes = []
+    for s in range(slots):
+        obj = objects[s % len(objects)]
+        corner = np.asarray(obj["positions"][0], dtype=np.float32)
+        boxes.append(np.stack([corner, corner + obj["box"]]) / resolution)
+    return np.stack(boxes)
+
+
 def cache_tracks(recipe: Recipe, cache: dict[str, Any], path: Path, *, slots: int) -> torch.Tensor:
     """The (N, S, T, 2) tracks of the cached clips, computed once and saved in the cache, with
-    each clip's world and objects (their facts, without positions) as ``cache["objects"]``."""
+    their frame-0 boxes (N, S, 2, 2) as ``cache["boxes"]`` and each clip's world and objects
+    (their facts, without positions) as ``cache["objects"]``."""
     from kinetoscope.data.worlds import caption_wordings
 
     tracks = cache.get("tracks")
-    if tracks is not None and tracks.shape[1] == slots and "objects" in cache:
+    if tracks is not None and tracks.shape[1] == slots and {"objects", "boxes"} <= set(cache):
         return tracks
     datasets = _world_datasets(recipe)
-    wordings, found, objects = cache["wordings"], [], []
+    wordings, found, boxes, objects = cache["wordings"], [], [], []
     for i in range(len(wordings)):
         clip = clip_at(datasets, i)
         if caption_wordings(clip.world, clip.objects) != wordings[i]:
             raise ValueError(f"cached clip {i} is not the recipe's clip {i}: rebuild the cache")
         found.append(clip_tracks(clip.objects, slots=slots, resolution=recipe.resolution))
+        boxes.append(clip_boxes(clip.objects, slots=slots, resolution=recipe.resolution))
         facts = [{k: v for k, v in o.items() if k != "positions"} for o in clip.objects]
         objects.append((clip.world, facts))
         if i % 1000 == 0:
             logger.info("tracks of %d / %d cached clips", i, len(wordings))
     cache["tracks"] = torch.from_numpy(np.stack(found))
+    cache["boxes"] = torch.from_numpy(np.stack(boxes))
     cache["objects"] = objects
     atomic_save(cache, path)
     return cache["tracks"]
+
+
+def given_tracks(cache: dict[str, Any], unet: Any) -> torch.Tensor | None:
+    """What a generator's anchors follow in training: None without given-track anchors, the
+    cached tracks (N, S, T, 2), or with ``anchor_regions`` their layout with the frame-0 boxes
+    (N, S, T + 2, 2)."""
+    if not unet.takes_trajectory or "tracks" not in cache:
+        return None
+    if not getattr(unet.config, "anchor_regions", False):
+        return cache["tracks"]
+    if "boxes" not in cache:
+        raise ValueError("region anchors need the cache's frame-0 boxes: rebuild its tracks")
+    return pack_layout(cache["tracks"].float(), cache["boxes"].float())
 
 
 def planner_batches(
@@ -78,14 +108,17 @@ def planner_batches(
     batch_size: int,
     seed: int,
     augment: tuple[WordingAugmenter, Any] | None = None,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Infinite (frame-0 latents (B, Z, h, w), text_emb, text_mask, tracks (B, S, T, 2)).
+    with_boxes: bool = False,
+) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Infinite (frame-0 latents (B, Z, h, w), text_emb, text_mask, tracks (B, S, T, 2)), and
+    with ``with_boxes`` the clips' frame-0 boxes (B, S, 2, 2).
 
     With ``augment`` = (augmenter, encoder), the captions are the augmenter's noisy wordings of
     each clip's objects (``cache["objects"]``), encoded by ``encoder`` (no cache: they rarely
     repeat); without, one of the clip's cached training wordings."""
     rng = random.Random(seed)
     latents, wordings = cache["latents"], cache["wordings"]
+    boxes = cache["boxes"] if with_boxes else None
     while True:
         idx = [rng.randrange(len(wordings)) for _ in range(batch_size)]
         if augment is None:
@@ -93,7 +126,8 @@ def planner_batches(
         else:
             augmenter, encoder = augment
             emb, mask = encoder.encode([augmenter(*cache["objects"][i], rng) for i in idx])
-        yield latents[idx, :, 0].float().contiguous(), emb, mask, tracks[idx].float()
+        batch = (latents[idx, :, 0].float().contiguous(), emb, mask, tracks[idx].float())
+        yield (*batch, boxes[idx].float()) if boxes is not None else batch
 
 
 def train_planner(
@@ -112,7 +146,9 @@ def train_planner(
     options = dict(stage.extra)
     # text_augment: the share of captions noised by a WordingAugmenter (0: none).
     text_augment = float(options.pop("text_augment", 0.0))
-    unknown = set(options) - {"modes", "width", "layers", "heads"}
+    # text_paraphrase: the share of captions worded with training-only motion paraphrases.
+    text_paraphrase = float(options.pop("text_paraphrase", 0.0))
+    unknown = set(options) - {"modes", "width", "layers", "heads", "boxes"}
     if unknown:
         raise ValueError(f"unknown trajectory_planner extra key(s) {sorted(unknown)}")
     torch.manual_seed(recipe.seed + 7)
@@ -124,13 +160,15 @@ def train_planner(
         **options,
     )
     augment = None
-    if text_augment:
+    if text_augment or text_paraphrase:
         from kinetoscope.text import load_text_encoder
 
         encoder = load_text_encoder(
             recipe.text_encoder, max_length=recipe.max_length, clauses=recipe.text_clauses
         )
-        augmenter = WordingAugmenter(vocabulary_words(encoder), p=text_augment)
+        augmenter = WordingAugmenter(
+            vocabulary_words(encoder), p=text_augment, paraphrase=text_paraphrase
+        )
         augment = (augmenter, encoder)
 
     def loss_fn(model, batch):
@@ -147,6 +185,7 @@ def train_planner(
             batch_size=stage.batch_size,
             seed=recipe.seed + 7,
             augment=augment,
+            with_boxes=planner.config.boxes,
         ),  # fmt: skip
         out_dir=out / "stage-trajectory_planner",
         ema_decay=stage.ema_decay,

@@ -1,0 +1,107 @@
+"""How well does a pipeline make its clips when frame 0 is right? An oracle for image-first
+sampling.
+
+    python benchmarks/real_start_probe.py MODEL WORLD [--split test] [--samples 100] [--seed 0]
+
+For the first ``--samples`` real clips of a world's split (``WorldDataset``, seed ``--seed``),
+the real clip's frame 0 replaces the one the image (or frame-0) model would draw: it is encoded
+by the pipeline's autoencoder and everything else runs as sampling does (the planner's tracks
+from that frame and the prompt, the generator, guidance), under the clip's canonical caption
+(``--wording eval``: its held-out wordings in turn) with seed ``--seed`` + i. The clips are
+judged against the real clip's objects. Beside the shipped evaluation this separates the two
+halves of image-first sampling: with a right frame 0, how often is the clip right? LDM
+pipelines only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+
+import torch
+
+import kinetoscope
+from kinetoscope.data.worlds import WorldDataset, eval_wordings
+from kinetoscope.eval.evaluate import _accuracy_table
+from kinetoscope.eval.judge import load_judge
+
+
+def with_real_start(pipe, first: torch.Tensor):
+    """A context manager-free patch: ``pipe``'s image-model pass returns ``first`` (B, Z, 1,
+    h, w) instead of sampling; returns a function that undoes it."""
+    original = pipe._denoise
+
+    def denoise(noise, **options):
+        if options.get("use_temporal", True) is False:
+            return first.to(noise.dtype)
+        return original(noise, **options)
+
+    pipe._denoise = denoise
+    return lambda: setattr(pipe, "_denoise", original)
+
+
+def probe(pipe, world: str, *, split: str, samples: int, seed: int, wording: str) -> dict:
+    if not hasattr(pipe, "vae"):
+        raise ValueError("the real-start probe takes LDM pipelines")
+    data = WorldDataset(world, split=split, size=samples, seed=seed)
+    judge = load_judge()
+    verdicts, reasons = [], Counter()
+    for i in range(samples):
+        clip = data[i]
+        video = clip.to_video().to_tensor(device=pipe.device)[None]  # (1, C, T, H, W)
+        with torch.no_grad():
+            first = pipe.vae.encode(video[:, :, :1])
+        caption = clip.caption
+        if wording == "eval":
+            held_out = eval_wordings(world.split("-")[0], clip.objects)
+            caption = held_out[i % len(held_out)]
+        undo = with_real_start(pipe, first)
+        try:
+            out = pipe(caption, seed=seed + i, progress=False, num_frames=data.num_frames)
+        finally:
+            undo()
+        expected = [
+            {k: v for k, v in o.items() if k not in ("positions", "box")} for o in clip.objects
+        ]
+        verdict = judge.judge(out.frames[0], expected, world=world.split("-")[0])
+        verdicts.append(verdict)
+        if not verdict.correct:
+            reasons[verdict.reason.split(":")[-1].split("(")[0].strip()[:40]] += 1
+    table = _accuracy_table(verdicts)
+    return {
+        "world": world,
+        "split": split,
+        "samples": samples,
+        "wording": wording,
+        "accuracy": {k: round(v["accuracy"], 3) for k, v in table.items()},
+        "common_failures": dict(reasons.most_common(6)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="saved pipeline directory (or shipped model name)")
+    parser.add_argument("world", help="mnist-1, mnist-2, shapes-1 or shapes-2")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--wording", choices=("canonical", "eval"), default="canonical")
+    parser.add_argument("--out", help="also write the result as JSON here")
+    args = parser.parse_args()
+    result = probe(
+        kinetoscope.load(args.model),
+        args.world,
+        split=args.split,
+        samples=args.samples,
+        seed=args.seed,
+        wording=args.wording,
+    )
+    print(json.dumps(result, indent=1))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

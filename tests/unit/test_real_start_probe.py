@@ -1,0 +1,34 @@
+"""benchmarks/real_start_probe.py: the given frame 0 replaces the image model's, nothing else."""
+
+from __future__ import annotations
+
+import torch
+
+from helpers import load_benchmark, tracked_pipeline
+
+
+def test_the_given_frame_0_replaces_the_image_models_and_the_patch_comes_off(fake_text_encoder):
+    probe = load_benchmark("real_start_probe")
+    pipe = tracked_pipeline(fake_text_encoder)
+    prompt, run = "the digit 3 is moving left", dict(seed=0, progress=False)
+    before = pipe(prompt, **run).frames[0].frames
+    clips = []
+    for scale in (1.0, -1.0):
+        size = 16 // pipe.vae.downscale
+        first = scale * torch.ones(1, 4, 1, size, size)
+        undo = probe.with_real_start(pipe, first)
+        seen = []
+        original = pipe.unet.forward
+        pipe.unet.forward = lambda x, *a, **k: (
+            seen.append((k.get("use_temporal", True), x[:, :, :1].clone())) or original(x, *a, **k)
+        )
+        clips.append(pipe(prompt, **run).frames[0].frames)
+        del pipe.unet.forward
+        undo()
+        # no image-model pass; every generator pass sees the given frame 0 as clean context
+        assert seen and all(temporal for temporal, _ in seen)
+        assert all(torch.equal(s, first.expand_as(s)) for _, s in seen)
+    assert not (clips[0] == clips[1]).all()
+    torch.testing.assert_close(
+        torch.from_numpy(pipe(prompt, **run).frames[0].frames), torch.from_numpy(before)
+    )
