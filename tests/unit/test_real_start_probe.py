@@ -19,9 +19,12 @@ def test_the_given_frame_0_replaces_the_image_models_and_the_patch_comes_off(fak
         undo = probe.with_real_start(pipe, first)
         seen = []
         original = pipe.unet.forward
-        pipe.unet.forward = lambda x, *a, **k: (
-            seen.append((k.get("use_temporal", True), x[:, :, :1].clone())) or original(x, *a, **k)
-        )
+
+        def spy(x, *a, seen=seen, original=original, **k):
+            seen.append((k.get("use_temporal", True), x[:, :, :1].clone()))
+            return original(x, *a, **k)
+
+        pipe.unet.forward = spy
         clips.append(pipe(prompt, **run).frames[0].frames)
         del pipe.unet.forward
         undo()
