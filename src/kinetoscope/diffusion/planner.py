@@ -170,6 +170,8 @@ class TrajectoryPlanner(ModelMixin, ConfigMixin):
         they could send its anchors two ways at once (a bounce starting left in one slot and
         right in the other); two objects whose proposals coincide lose nothing by it.
         """
+        if boxes and not self.config.boxes:
+            raise ValueError("this planner proposes no boxes")
         tracks, logits = self(first, text_emb, text_mask)
         probs = logits.float().softmax(-1)  # (B, S, M)
         if generators is None:
@@ -197,8 +199,6 @@ class TrajectoryPlanner(ModelMixin, ConfigMixin):
             mode[:, s] = torch.where(agree, where % tracks.shape[2], mode[:, s])
         index = mode[..., None, None, None].expand(-1, -1, 1, *tracks.shape[-2:])
         chosen = tracks.gather(2, index).squeeze(2)
-        if boxes and not self.config.boxes:
-            raise ValueError("this planner proposes no boxes")
         kept = chosen[:, :, :frames][:, :, :num_frames]
         return torch.cat([kept, chosen[:, :, frames:]], dim=2) if boxes else kept
 
