@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
+from contextlib import contextmanager
 
 import torch
 
@@ -27,9 +28,10 @@ from kinetoscope.eval.evaluate import _accuracy_table
 from kinetoscope.eval.judge import load_judge
 
 
+@contextmanager
 def with_real_start(pipe, first: torch.Tensor):
-    """A context manager-free patch: ``pipe``'s image-model pass returns ``first`` (B, Z, 1,
-    h, w) instead of sampling; returns a function that undoes it."""
+    """Within the block, ``pipe``'s image-model pass returns ``first`` (B, Z, 1, h, w) instead
+    of sampling frame 0; every other pass runs as it would."""
     original = pipe._denoise
 
     def denoise(noise, **options):
@@ -38,7 +40,10 @@ def with_real_start(pipe, first: torch.Tensor):
         return original(noise, **options)
 
     pipe._denoise = denoise
-    return lambda: setattr(pipe, "_denoise", original)
+    try:
+        yield pipe
+    finally:
+        del pipe._denoise  # the class's method again
 
 
 def probe(pipe, world: str, *, split: str, samples: int, seed: int, wording: str) -> dict:
@@ -56,15 +61,10 @@ def probe(pipe, world: str, *, split: str, samples: int, seed: int, wording: str
         if wording == "eval":
             held_out = eval_wordings(world.split("-")[0], clip.objects)
             caption = held_out[i % len(held_out)]
-        undo = with_real_start(pipe, first)
-        try:
+        with with_real_start(pipe, first):
             out = pipe(caption, seed=seed + i, progress=False, num_frames=data.num_frames)
-        finally:
-            undo()
-        expected = [
-            {k: v for k, v in o.items() if k not in ("positions", "box")} for o in clip.objects
-        ]
-        verdict = judge.judge(out.frames[0], expected, world=world.split("-")[0])
+        # the clip's objects are manifest-schema dicts: the judge reads their facts
+        verdict = judge.judge(out.frames[0], clip.objects, world=world.split("-")[0])
         verdicts.append(verdict)
         if not verdict.correct:
             reasons[verdict.reason.split(":")[-1].split("(")[0].strip()[:40]] += 1

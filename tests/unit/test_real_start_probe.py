@@ -16,7 +16,6 @@ def test_the_given_frame_0_replaces_the_image_models_and_the_patch_comes_off(fak
     for scale in (1.0, -1.0):
         size = 16 // pipe.vae.downscale
         first = scale * torch.ones(1, 4, 1, size, size)
-        undo = probe.with_real_start(pipe, first)
         seen = []
         original = pipe.unet.forward
 
@@ -25,9 +24,10 @@ def test_the_given_frame_0_replaces_the_image_models_and_the_patch_comes_off(fak
             return original(x, *a, **k)
 
         pipe.unet.forward = spy
-        clips.append(pipe(prompt, **run).frames[0].frames)
+        with probe.with_real_start(pipe, first):
+            clips.append(pipe(prompt, **run).frames[0].frames)
         del pipe.unet.forward
-        undo()
+        assert "_denoise" not in vars(pipe)  # the patch is off
         # no image-model pass; every generator pass sees the given frame 0 as clean context
         assert seen and all(temporal for temporal, _ in seen)
         assert all(torch.equal(s, first.expand_as(s)) for _, s in seen)
