@@ -8,7 +8,7 @@ Stages, each resumable and bounded by steps and minutes:
                       same loss; the encoder stays frozen, so the latent space and any denoiser
                       trained on it are unchanged (a decoder can be improved after the fact).
   3. ``latents``      encode a fixed set of training clips once (posterior means), so the
-                      denoiser never pays for the encoder.
+                      denoiser never pays for the encoder (train/latents.py).
   4. ``unet_image``   the image model (spatial weights) on single latent frames.
   5. ``unet_temporal`` spatial weights frozen; only temporal layers and alphas, on clips.
   6. ``unet_interpolation`` (optional) the same temporal layers fine-tuned further with a share
@@ -20,7 +20,9 @@ Stages, each resumable and bounded by steps and minutes:
                       (train/first_frame.py).
 Text embeddings are computed once per distinct caption and kept in memory (and on disk
 through the text encoder's cache). Classifier-free guidance: captions are dropped to ""
-with probability ``text_dropout``.
+with probability ``text_dropout``. A denoiser stage whose ``extra`` sets ``text_augment`` or
+``text_paraphrase`` reads noisy and paraphrased wordings instead, as the planner can
+(train/latents.py, train/text_augment.py).
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,14 +43,12 @@ from kinetoscope.autoencoders.vae import VideoAutoencoderKL
 from kinetoscope.diffusion.noise import frame_correlated_noise
 from kinetoscope.diffusion.unet import VideoUNet
 from kinetoscope.train.first_frame import first_frame_clips, train_first_frame
-from kinetoscope.train.loop import atomic_save
+from kinetoscope.train.latents import build_latent_cache, caption_augment, latent_batches
 from kinetoscope.train.recipe import (
     CaptionBank,
     Recipe,
     StageConfig,
-    _world_datasets,
     clip_batches,
-    clip_chunks,
     save_pipeline,
     start_run,
     train_only,
@@ -222,54 +221,6 @@ def latent_statistics(vae: VideoAutoencoderKL, recipe: LDMRecipe) -> dict[str, A
     shift = mean.mean(dim=(0, 2, 3))
     scale = 1.0 / (mean - shift[None, :, None, None]).std()
     return {"scaling_factor": float(scale), "latent_shift": [float(v) for v in shift]}
-
-
-# ----------------------------------------------------------------------------- latent cache
-
-
-def build_latent_cache(recipe: LDMRecipe, vae: VideoAutoencoderKL, path: Path) -> dict[str, Any]:
-    """Encode ``num_latent_clips`` training clips once; store latents (fp16) and their wordings."""
-    latents, wordings = [], []
-    vae.eval()
-    for video, chunk_wordings in clip_chunks(_world_datasets(recipe), recipe.num_latent_clips):
-        with torch.inference_mode():
-            latents.append(vae.encode(video).half())
-        wordings.extend(chunk_wordings)
-    cache = {"latents": torch.cat(latents), "wordings": wordings}
-    atomic_save(cache, path)
-    return cache
-
-
-def latent_batches(
-    cache: dict[str, Any],
-    bank: CaptionBank,
-    *,
-    batch_size: int,
-    frames: int | None,
-    dropout: float,
-    seed: int,
-    tracks: torch.Tensor | None = None,
-    track_dropout: float = 0.0,
-) -> Iterator[tuple[torch.Tensor, ...]]:
-    """Infinite (latents (B, Z, T', h, w), text_emb, text_mask); T' = 1 random frame if frames is None.
-
-    With ``tracks`` (N, S, T, 2) of the cached clips, each batch also carries its clips' tracks,
-    or None (the whole batch) with probability ``track_dropout``: the model then also learns
-    to denoise without them."""
-    rng = random.Random(seed)
-    latents, wordings = cache["latents"], cache["wordings"]
-    while True:
-        idx = [rng.randrange(len(wordings)) for _ in range(batch_size)]
-        batch = latents[idx].float().contiguous()  # cached latents may be channels-last
-        if frames is None:
-            t = torch.tensor([rng.randrange(batch.shape[2]) for _ in idx])
-            batch = batch[torch.arange(batch_size), :, t][:, :, None]  # (B, Z, 1, h, w)
-        captions = ["" if rng.random() < dropout else rng.choice(wordings[i]) for i in idx]
-        emb, mask = bank(captions)
-        if tracks is None:
-            yield batch, emb, mask
-        else:
-            yield batch, emb, mask, None if rng.random() < track_dropout else tracks[idx].float()
 
 
 # ----------------------------------------------------------------------------- stages
@@ -453,6 +404,7 @@ def _unet_stage(
             + {"unet_image": 3, "unet_temporal": 4, "unet_first_frame": 7}.get(name, 6),
             tracks=given_tracks(cache, unet) if temporal else None,
             track_dropout=float(stage.extra.get("track_dropout", 0.1)),
+            augment=caption_augment(recipe, stage, cache),
         ),
         out_dir=out / f"stage-{name}",
         ema_decay=stage.ema_decay,

@@ -191,6 +191,15 @@ def clip_at(datasets: Sequence[Any], index: int) -> Any:
     return datasets[index % len(datasets)][index // len(datasets)]
 
 
+def clip_objects(datasets: Sequence[Any], num_clips: int) -> list[tuple[str, list[dict]]]:
+    """(world, objects) of clips 0 .. num_clips - 1 of ``datasets`` taken in turn (the latent
+    caches' order), their facts only: nothing is rendered."""
+    n = len(datasets)
+    return [
+        (datasets[i % n].world, datasets[i % n].sample_objects(i // n)) for i in range(num_clips)
+    ]
+
+
 def clip_chunks(
     datasets: Sequence[Any], num_clips: int, *, chunk_size: int = 16, first: int = 0
 ) -> Iterator[tuple[torch.Tensor, list[list[str]]]]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from kinetoscope.data.worlds.captions import (
@@ -186,3 +187,20 @@ class WordingAugmenter:
         for _ in range(rng.randint(0, self.max_insert)):
             kept.insert(rng.randint(0, len(kept)), rng.choice(self.vocabulary))
         return " ".join(kept)
+
+
+def stage_augmenter(recipe: Any, extra: Mapping[str, Any]) -> tuple[WordingAugmenter, Any] | None:
+    """A training stage's caption augmentation from its ``extra`` keys ``text_augment`` (the
+    share of captions noised) and ``text_paraphrase`` (the share worded with training-only
+    paraphrases): ``(augmenter, encoder)``, or None when both are 0. The encoder keeps its
+    embeddings in memory only (augmented captions rarely repeat)."""
+    noise = float(extra.get("text_augment", 0.0))
+    paraphrase = float(extra.get("text_paraphrase", 0.0))
+    if not noise and not paraphrase:
+        return None
+    from kinetoscope.text import load_text_encoder
+
+    encoder = load_text_encoder(
+        recipe.text_encoder, max_length=recipe.max_length, clauses=recipe.text_clauses
+    )
+    return WordingAugmenter(vocabulary_words(encoder), p=noise, paraphrase=paraphrase), encoder

@@ -30,7 +30,7 @@ from kinetoscope.train.recipe import (
     clip_at,
     train_stage,
 )
-from kinetoscope.train.text_augment import WordingAugmenter, vocabulary_words
+from kinetoscope.train.text_augment import WordingAugmenter, stage_augmenter
 
 logger = logging.getLogger(__name__)
 
@@ -144,10 +144,9 @@ def train_planner(
     ``layers`` and ``heads``; its slots are the tracks' and its length the recipe's clips'."""
     stage = recipe.stage("trajectory_planner")
     options = dict(stage.extra)
-    # text_augment: the share of captions noised by a WordingAugmenter (0: none).
-    text_augment = float(options.pop("text_augment", 0.0))
-    # text_paraphrase: the share of captions worded with training-only motion paraphrases.
-    text_paraphrase = float(options.pop("text_paraphrase", 0.0))
+    augment = stage_augmenter(recipe, options)  # text_augment / text_paraphrase
+    for key in ("text_augment", "text_paraphrase"):
+        options.pop(key, None)
     unknown = set(options) - {"modes", "width", "layers", "heads", "boxes"}
     if unknown:
         raise ValueError(f"unknown trajectory_planner extra key(s) {sorted(unknown)}")
@@ -159,17 +158,6 @@ def train_planner(
         slots=tracks.shape[1],
         **options,
     )
-    augment = None
-    if text_augment or text_paraphrase:
-        from kinetoscope.text import load_text_encoder
-
-        encoder = load_text_encoder(
-            recipe.text_encoder, max_length=recipe.max_length, clauses=recipe.text_clauses
-        )
-        augmenter = WordingAugmenter(
-            vocabulary_words(encoder), p=text_augment, paraphrase=text_paraphrase
-        )
-        augment = (augmenter, encoder)
 
     def loss_fn(model, batch):
         return model.loss(*batch)
