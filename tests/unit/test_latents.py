@@ -11,7 +11,7 @@ import torch
 
 from kinetoscope.config import load_config
 from kinetoscope.data.worlds import caption_wordings
-from kinetoscope.train.latents import caption_augment, latent_batches
+from kinetoscope.train.latents import caption_augment, latent_batches, swap_motions
 from kinetoscope.train.ldm import LDMRecipe
 from kinetoscope.train.recipe import StageConfig, _world_datasets, clip_at, clip_objects
 
@@ -103,3 +103,44 @@ def test_caption_augment_only_when_asked_and_only_for_the_recipe_clips():
     shuffled = {"wordings": cache["wordings"][1:] + cache["wordings"][:1]}
     with pytest.raises(ValueError, match="rebuild the cache"):
         caption_augment(recipe, _stage(text_augment=0.5), shuffled)
+
+
+def test_swap_motions_changes_only_the_motion_and_at_the_asked_rate():
+    from kinetoscope.data.worlds.common import MOTIONS
+
+    objs = [{"digit": 3, "motion": "up"}, {"digit": 5, "motion": "left and right"}]
+    rng = random.Random(0)
+    assert swap_motions(objs, 0.0, rng) is objs
+    swapped = [swap_motions(objs, 0.5, rng) for _ in range(400)]
+    for new in swapped:
+        assert [o["digit"] for o in new] == [3, 5]
+        assert all(o["motion"] in MOTIONS for o in new)
+    changed = [sum(new[j]["motion"] != o["motion"] for new in swapped) for j, o in enumerate(objs)]
+    assert all(150 < c < 250 for c in changed)  # about 200 of 400 each
+    assert objs == [{"digit": 3, "motion": "up"}, {"digit": 5, "motion": "left and right"}]
+
+
+def test_motion_swap_words_other_motions_only_in_batches_with_tracks():
+    n = 6
+    objects = [("mnist", [{"digit": i, "motion": "up"}]) for i in range(n)]
+    encoder = RecordingEncoder()
+    tracks = torch.zeros(n, 2, 3, 2)
+    batches = latent_batches(
+        _cache(n), None, batch_size=8, frames=3, dropout=0.0, seed=3, tracks=tracks,
+        track_dropout=0.3, augment=(lambda w, objs, rng: objs[0]["motion"], encoder, objects),
+        motion_swap=1.0,
+    )  # fmt: skip
+    with_tracks = without = 0
+    for _ in range(40):
+        *_, given = next(batches)
+        motions = encoder.seen[-1]
+        if given is None:
+            without += 1
+            assert set(motions) == {"up"}  # no tracks: the true motion
+        else:
+            with_tracks += 1
+            assert "up" not in motions  # p = 1: every object worded with another motion
+    assert with_tracks > 15 and without > 3
+    with pytest.raises(ValueError, match="motion_swap needs"):
+        next(latent_batches(_cache(n), None, batch_size=2, frames=3, dropout=0.0, seed=0,
+                            motion_swap=0.5))  # fmt: skip

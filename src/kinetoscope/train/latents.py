@@ -51,13 +51,18 @@ def latent_batches(
     tracks: torch.Tensor | None = None,
     track_dropout: float = 0.0,
     augment: tuple[Any, Any, list] | None = None,
+    motion_swap: float = 0.0,
 ) -> Iterator[tuple[torch.Tensor, ...]]:
     """Infinite (latents (B, Z, T', h, w), text_emb, text_mask); T' = 1 random frame if frames is None.
 
     With ``tracks`` (N, S, T, 2) of the cached clips, each batch also carries its clips' tracks,
     or None (the whole batch) with probability ``track_dropout``: the model then also learns
     to denoise without them. With ``augment`` = (augmenter, encoder, each cached clip's
-    (world, objects)), the captions are the augmenter's wordings, encoded by ``encoder``."""
+    (world, objects)), the captions are the augmenter's wordings, encoded by ``encoder``; then
+    with ``motion_swap`` = p each object of a batch that carries tracks is worded with another
+    motion with probability p (``swap_motions``): the tracks, not the words, say how it moves."""
+    if motion_swap and (augment is None or tracks is None):
+        raise ValueError("motion_swap needs tracks and caption augmentation")
     rng = random.Random(seed)
     latents, wordings = cache["latents"], cache["wordings"]
     while True:
@@ -71,12 +76,35 @@ def latent_batches(
             emb, mask = bank(captions)
         else:
             augmenter, encoder, objects = augment
-            captions = ["" if rng.random() < dropout else augmenter(*objects[i], rng) for i in idx]
+            given = tracks is not None and rng.random() >= track_dropout  # drawn first here
+            swap = motion_swap if given else 0.0
+            captions = [
+                "" if rng.random() < dropout
+                else augmenter(objects[i][0], swap_motions(objects[i][1], swap, rng), rng)
+                for i in idx
+            ]  # fmt: skip
             emb, mask = encoder.encode(captions)
+            if tracks is not None:
+                yield batch, emb, mask, tracks[idx].float() if given else None
+                continue
         if tracks is None:
             yield batch, emb, mask
         else:
             yield batch, emb, mask, None if rng.random() < track_dropout else tracks[idx].float()
+
+
+def swap_motions(objects: list[dict], p: float, rng: random.Random) -> list[dict]:
+    """``objects`` with each one's motion replaced, with probability ``p``, by another motion
+    drawn uniformly (the rest of its facts kept)."""
+    from kinetoscope.data.worlds.common import MOTIONS
+
+    if not p:
+        return objects
+    return [
+        {**o, "motion": rng.choice([m for m in MOTIONS if m != o["motion"]])}
+        if rng.random() < p else o
+        for o in objects
+    ]  # fmt: skip
 
 
 def caption_augment(recipe: Recipe, stage: StageConfig, cache: dict[str, Any]):

@@ -192,11 +192,12 @@ class WordingAugmenter:
 def stage_augmenter(recipe: Any, extra: Mapping[str, Any]) -> tuple[WordingAugmenter, Any] | None:
     """A training stage's caption augmentation from its ``extra`` keys ``text_augment`` (the
     share of captions noised) and ``text_paraphrase`` (the share worded with training-only
-    paraphrases): ``(augmenter, encoder)``, or None when both are 0. The encoder keeps its
+    paraphrases): ``(augmenter, encoder)``, or None when both are 0 (and a denoiser stage's
+    ``text_motion_swap``, train/latents.py, is too). The encoder keeps its
     embeddings in memory only (augmented captions rarely repeat)."""
     noise = float(extra.get("text_augment", 0.0))
     paraphrase = float(extra.get("text_paraphrase", 0.0))
-    if not noise and not paraphrase:
+    if not noise and not paraphrase and not extra.get("text_motion_swap"):
         return None
     from kinetoscope.text import load_text_encoder
 
