@@ -2,6 +2,7 @@
 sampling.
 
     python benchmarks/real_start_probe.py MODEL WORLD [--split test] [--samples 100] [--seed 0]
+        [--wording canonical|eval] [--generator-text prompt|empty|prompt-uncond] [--out F]
 
 For the first ``--samples`` real clips of a world's split (``WorldDataset``, seed ``--seed``),
 the real clip's frame 0 replaces the one the image (or frame-0) model would draw: it is encoded
@@ -10,7 +11,8 @@ from that frame and the prompt, the generator, guidance), under the clip's canon
 (``--wording eval``: its held-out wordings in turn) with seed ``--seed`` + i. The clips are
 judged against the real clip's objects. Beside the shipped evaluation this separates the two
 halves of image-first sampling: with a right frame 0, how often is the clip right? LDM
-pipelines only.
+pipelines only. ``--generator-text empty`` gives the generator's passes the empty prompt
+(``prompt-uncond``: the prompt in both guidance branches) to see what it reads in the words.
 """
 
 from __future__ import annotations
@@ -29,24 +31,73 @@ from kinetoscope.eval.judge import load_judge
 
 
 @contextmanager
-def with_real_start(pipe, first: torch.Tensor):
-    """Within the block, ``pipe``'s image-model pass returns ``first`` (B, Z, 1, h, w) instead
-    of sampling frame 0; every other pass runs as it would."""
-    original = pipe._denoise
-
-    def denoise(noise, **options):
-        if options.get("use_temporal", True) is False:
-            return first.to(noise.dtype)
-        return original(noise, **options)
-
-    pipe._denoise = denoise
+def _patched_denoise(pipe, make):
+    """Within the block ``pipe._denoise`` is ``make(the current _denoise)``; after it, what it
+    was (an outer patch, or the class's method)."""
+    previous = vars(pipe).get("_denoise")
+    pipe._denoise = make(pipe._denoise)
     try:
         yield pipe
     finally:
-        del pipe._denoise  # the class's method again
+        if previous is None:
+            del pipe._denoise
+        else:
+            pipe._denoise = previous
 
 
-def probe(pipe, world: str, *, split: str, samples: int, seed: int, wording: str) -> dict:
+def with_real_start(pipe, first: torch.Tensor):
+    """Within the block, ``pipe``'s image-model pass returns ``first`` (B, Z, 1, h, w) instead
+    of sampling frame 0; every other pass runs as it would."""
+
+    def make(original):
+        def denoise(noise, **options):
+            if options.get("use_temporal", True) is False:
+                return first.to(noise.dtype)
+            return original(noise, **options)
+
+        return denoise
+
+    return _patched_denoise(pipe, make)
+
+
+GENERATOR_TEXT = ("prompt", "empty", "prompt-uncond")
+
+
+def with_generator_text(pipe, mode: str):
+    """Within the block the generator's passes (not frame 0's, not the planner) read: the prompt
+    (``"prompt"``, as sampling does), the empty prompt in the conditional branch (``"empty"``),
+    or the prompt in the unconditional branch as well (``"prompt-uncond"``: guidance then
+    steers along the tracks alone, with ``track_guidance``)."""
+    if mode not in GENERATOR_TEXT:
+        raise ValueError(f"generator text must be one of {GENERATOR_TEXT}, got {mode!r}")
+    empty = pipe.text_encoder.encode([""])
+
+    def make(original):
+        def denoise(noise, **options):
+            if mode != "prompt" and options.get("use_temporal", True) is not False:
+                batch, emb, mask = noise.shape[0], options["emb"].clone(), options["mask"].clone()
+                if mode == "empty":
+                    emb[:batch], mask[:batch] = empty[0].to(emb), empty[1].to(mask)
+                elif emb.shape[0] == 2 * batch:  # guided: the unconditional half too
+                    emb[batch:], mask[batch:] = emb[:batch], mask[:batch]
+                options = {**options, "emb": emb, "mask": mask}
+            return original(noise, **options)
+
+        return denoise
+
+    return _patched_denoise(pipe, make)
+
+
+def probe(
+    pipe,
+    world: str,
+    *,
+    split: str,
+    samples: int,
+    seed: int,
+    wording: str,
+    generator_text: str = "prompt",
+) -> dict:
     if not hasattr(pipe, "vae"):
         raise ValueError("the real-start probe takes LDM pipelines")
     data = WorldDataset(world, split=split, size=samples, seed=seed)
@@ -61,7 +112,7 @@ def probe(pipe, world: str, *, split: str, samples: int, seed: int, wording: str
         if wording == "eval":
             held_out = eval_wordings(world.split("-")[0], clip.objects)
             caption = held_out[i % len(held_out)]
-        with with_real_start(pipe, first):
+        with with_generator_text(pipe, generator_text), with_real_start(pipe, first):
             out = pipe(caption, seed=seed + i, progress=False, num_frames=data.num_frames)
         # the clip's objects are manifest-schema dicts: the judge reads their facts
         verdict = judge.judge(out.frames[0], clip.objects, world=world.split("-")[0])
@@ -74,6 +125,7 @@ def probe(pipe, world: str, *, split: str, samples: int, seed: int, wording: str
         "split": split,
         "samples": samples,
         "wording": wording,
+        "generator_text": generator_text,
         "accuracy": {k: round(v["accuracy"], 3) for k, v in table.items()},
         "common_failures": dict(reasons.most_common(6)),
     }
@@ -87,6 +139,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--wording", choices=("canonical", "eval"), default="canonical")
+    parser.add_argument(
+        "--generator-text",
+        choices=GENERATOR_TEXT,
+        default="prompt",
+        help="what the generator's passes read (frame 0 and the planner read the prompt)",
+    )
     parser.add_argument("--out", help="also write the result as JSON here")
     args = parser.parse_args()
     result = probe(
@@ -96,6 +154,7 @@ def main() -> None:
         samples=args.samples,
         seed=args.seed,
         wording=args.wording,
+        generator_text=args.generator_text,
     )
     print(json.dumps(result, indent=1))
     if args.out:

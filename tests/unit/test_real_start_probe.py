@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from helpers import load_benchmark, tracked_pipeline
@@ -35,3 +36,34 @@ def test_the_given_frame_0_replaces_the_image_models_and_the_patch_comes_off(fak
     torch.testing.assert_close(
         torch.from_numpy(pipe(prompt, **run).frames[0].frames), torch.from_numpy(before)
     )
+
+
+def test_generator_text_changes_only_the_generators_passes_and_nests(fake_text_encoder):
+    probe = load_benchmark("real_start_probe")
+    pipe = tracked_pipeline(fake_text_encoder)
+    prompt = "the digit 3 is moving left"
+    said = pipe.text_encoder.encode([prompt])[0]
+    empty = pipe.text_encoder.encode([""])[0]
+    for mode in probe.GENERATOR_TEXT:
+        seen = []
+        original = pipe._denoise
+
+        def spy(noise, seen=seen, original=original, **options):
+            seen.append((options.get("use_temporal", True), options["emb"].clone()))
+            return original(noise, **options)
+
+        pipe._denoise = spy
+        first = torch.zeros(1, 4, 1, 16 // pipe.vae.downscale, 16 // pipe.vae.downscale)
+        with probe.with_generator_text(pipe, mode), probe.with_real_start(pipe, first):
+            pipe(prompt, seed=0, progress=False, guidance_scale=4.0)
+        assert vars(pipe)["_denoise"] is spy  # both patches came off, the outer one stays
+        del pipe._denoise
+        (temporal, emb), *rest = seen
+        assert temporal and not rest and emb.shape[0] == 2  # one guided generator pass
+        cond, uncond = emb[:1, : said.shape[1]], emb[1:, : said.shape[1]]
+        want_cond = empty if mode == "empty" else said
+        torch.testing.assert_close(cond, want_cond[:, : cond.shape[1]])
+        want_uncond = said if mode == "prompt-uncond" else empty
+        torch.testing.assert_close(uncond, want_uncond[:, : uncond.shape[1]])
+    with pytest.raises(ValueError, match="generator text"):
+        probe.with_generator_text(pipe, "words")
