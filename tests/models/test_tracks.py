@@ -387,3 +387,71 @@ def test_slots_that_propose_the_same_tracks_take_the_same_one():
                               agree_px=0.0)  # fmt: skip
         parted += not bool((free[0, 0] == free[0, 1]).all())
     assert parted > 5
+
+
+def _object_at(row: int, col: int, size: int = 12) -> torch.Tensor:
+    first = torch.full((1, 2, size, size), -0.5)
+    first[:, :, row : row + 2, col : col + 2] = torch.tensor([1.0, 2.0])[:, None, None]
+    return first
+
+
+def test_fit_start_moves_frame_0_as_little_as_keeps_the_object_in_along_its_track():
+    from kinetoscope.diffusion.planner import fit_start
+
+    # A 2x2 object at rows 6-7 moving down 5 cells (of 12) would end at rows 11-12: row 12 out.
+    down = torch.stack([torch.zeros(6), torch.linspace(0, 5 / 12, 6)], dim=-1)  # (T, 2) x, y
+    tracks = down[None, None].expand(1, 2, 6, 2)
+    moved, shift = fit_start(_object_at(6, 4), tracks)
+    assert shift.tolist() == [[0, -1]]  # up 1: it ends at rows 10-11, the last row of the frame
+    torch.testing.assert_close(moved, _object_at(5, 4))  # the row left behind: background
+    # Already fitting, or no move that could fit it (a track over more than the frame), or no
+    # content at all: frame 0 stays as it is.
+    same, none = fit_start(_object_at(2, 4), tracks)
+    assert none.tolist() == [[0, 0]] and torch.equal(same, _object_at(2, 4))
+    too_far = torch.stack([torch.zeros(6), torch.linspace(0, 11 / 12, 6)], dim=-1)
+    same, none = fit_start(_object_at(6, 4), too_far[None, None])
+    assert none.tolist() == [[0, 0]] and torch.equal(same, _object_at(6, 4))
+    blank = torch.zeros(1, 2, 12, 12)
+    assert fit_start(blank, tracks)[1].tolist() == [[0, 0]]
+    # Every slot's track counts: a second slot moving left pushes the object right as well.
+    left = torch.stack([torch.linspace(0, -5 / 12, 6), torch.zeros(6)], dim=-1)
+    _, shift = fit_start(_object_at(6, 2), torch.stack([down, left])[None])
+    assert shift.tolist() == [[3, -1]]
+
+
+def test_fit_start_in_the_pipeline_moves_frame_0_before_the_generator_and_replans(
+    fake_text_encoder,
+):
+    from kinetoscope.diffusion.planner import fit_start
+
+    pipe = tracked_pipeline(fake_text_encoder)
+    size = 16 // pipe.vae.downscale
+    drawn = torch.full((1, 4, 1, size, size), -0.5)
+    drawn[:, :, :, size - 2 :, 1:2] = 1.0  # an object in the bottom row inside the ring
+    calls, plans = [], []
+    denoise = pipe._denoise
+
+    def spy(noise, **options):
+        calls.append(options)
+        if options.get("use_temporal", True) is False:
+            return drawn.clone()  # frame 0 as if the image model drew it there
+        return denoise(noise, **options)
+
+    def plan(first, emb, mask, generators, **kwargs):
+        plans.append(first.clone())
+        frames = kwargs["num_frames"]
+        down = torch.stack([torch.zeros(frames), torch.linspace(0, 0.25, frames)], dim=-1)
+        return down[None, None].expand(first.shape[0], 2, frames, 2).clone()
+
+    pipe._denoise, pipe.planner.sample = spy, plan
+    run = dict(seed=5, progress=False)
+    pipe(["the digit 3 is moving down"], **run)
+    assert len(plans) == 1 and torch.equal(calls[-1]["context"], drawn)  # off by default
+    pipe.defaults["fit_start"] = True
+    clip = pipe(["the digit 3 is moving down"], **run).frames[0]
+    expected, shift = fit_start(drawn[:, :, 0], calls[-1]["trajectory"])
+    assert shift[0, 1] < 0  # moved up
+    torch.testing.assert_close(calls[-1]["context"][:, :, 0], expected)
+    assert len(plans) == 3 and torch.equal(plans[-1], expected)  # planned again from it
+    again = pipe(["the digit 3 is moving down"], **run).frames[0]
+    assert (again.frames == clip.frames).all()  # reproducible

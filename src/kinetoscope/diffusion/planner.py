@@ -227,3 +227,57 @@ def track_sketch(first: torch.Tensor, track: torch.Tensor) -> torch.Tensor:
     )
     moved = moved.view(batch, frames, channels, height, width).transpose(1, 2)
     return (moved + background[:, :, None]).to(first.dtype)
+
+
+def fit_start(
+    first: torch.Tensor, tracks: torch.Tensor, *, threshold: float = 0.3
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frame 0's latents ``first`` (B, Z, h, w) moved by whole cells, as little as possible, so
+    that its content stays inside the frame all along the planned ``tracks`` (B, S, T, 2) of
+    displacements in frame widths -> (moved latents, the move (B, 2) in cells, (x, y)).
+
+    The content is where the latents differ from the frame's background (the per-channel
+    median, as in ``track_sketch``) by more than ``threshold`` times the largest difference,
+    inside the frame's outermost ring of cells (which an encoder's padding marks);
+    its bounding box, moved along every slot's track, must stay within the frame. Where no move
+    can do that (or there is no content) frame 0 stays as it is. Cells moved in from outside
+    take the background. For data whose objects never leave the frame (the built-in worlds):
+    an image model can draw the object where the asked motion would carry it out.
+    """
+    batch, _, height, width = first.shape
+    background = first.flatten(2).median(dim=-1).values[..., None, None]  # (B, Z, 1, 1)
+    deviation = (first - background).float().norm(dim=1)  # (B, h, w)
+    # The outermost ring of cells is left out: an encoder's padding marks it in every frame.
+    deviation[:, [0, -1], :] = 0
+    deviation[:, :, [0, -1]] = 0
+    size = torch.tensor([width, height], device=first.device, dtype=torch.float32)
+    moves = (tracks.float() * size).flatten(1, 2)  # (B, S*T, 2) in cells, (x, y)
+    out, shifts = first.clone(), torch.zeros(batch, 2, dtype=torch.long)
+    for b in range(batch):
+        peak = deviation[b].max()
+        if not peak > 0:
+            continue
+        rows, cols = torch.nonzero(deviation[b] > threshold * peak, as_tuple=True)
+        low = torch.stack([cols.min(), rows.min()]).float()  # (x, y) of the box's first cell
+        high = torch.stack([cols.max(), rows.max()]).float()
+        # shift s keeps the box inside: low + s + min(move) >= 0, high + s + max(move) <= size-1
+        lower = torch.ceil(-(low + moves[b].min(0).values) - 1e-4)
+        upper = torch.floor(size - 1 - (high + moves[b].max(0).values) + 1e-4)
+        if (lower > upper).any():
+            continue
+        shift = torch.clamp(torch.zeros(2), lower.cpu(), upper.cpu()).long()
+        if not shift.any():
+            continue
+        shifts[b] = shift
+        out[b] = _shift_cells(first[b], int(shift[0]), int(shift[1]), background[b])
+    return out, shifts
+
+
+def _shift_cells(latents: torch.Tensor, dx: int, dy: int, fill: torch.Tensor) -> torch.Tensor:
+    """(Z, h, w) moved by (dx, dy) whole cells; cells moved in take ``fill`` (Z, 1, 1)."""
+    _, height, width = latents.shape
+    out = fill.expand_as(latents).clone()
+    ys, xs = slice(max(dy, 0), height + min(dy, 0)), slice(max(dx, 0), width + min(dx, 0))
+    src_y, src_x = slice(max(-dy, 0), height - max(dy, 0)), slice(max(-dx, 0), width - max(dx, 0))
+    out[:, ys, xs] = latents[:, src_y, src_x]
+    return out

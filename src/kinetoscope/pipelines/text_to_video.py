@@ -16,7 +16,7 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteS
 
 from kinetoscope.autoencoders.vae import VideoAutoencoderKL
 from kinetoscope.diffusion.noise import mix_frame_noise
-from kinetoscope.diffusion.planner import TrajectoryPlanner, track_sketch
+from kinetoscope.diffusion.planner import TrajectoryPlanner, fit_start, track_sketch
 from kinetoscope.diffusion.sampling import denoise_latents
 from kinetoscope.diffusion.unet import VideoUNet
 from kinetoscope.nn.graphs import DenoiserGraphs
@@ -90,6 +90,7 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
         "noise_correlation": 0.0,
         "context_frames": 2,
         "track_guidance": False,  # guidance steers along planned tracks too (uncond: none)
+        "fit_start": False,  # frame 0 moved so the planned motion keeps it in the frame
         "track_start": 1.0,  # < 1: start from frame 0 moved along the planned track, noised
     }
     components = {"vae": VideoAutoencoderKL, "unet": VideoUNet}
@@ -528,6 +529,13 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
                 noise[:, :, :1], use_temporal=False, unet=self.image_unet, **denoise
             )
             tracks = self._plan(context[:, :, 0], num_frames, generators, denoise)
+            if tracks is not None and self.defaults.get("fit_start", False):
+                # Frame 0 moved so the planned motion keeps its content in the frame; then
+                # planned again from where it now is.
+                first, shift = fit_start(context[:, :, 0], tracks[:, :, :num_frames])
+                if shift.any():
+                    context = first[:, :, None]
+                    tracks = self._plan(first, num_frames, generators, denoise)
         start = float(self.defaults.get("track_start", 1.0))
         if tracks is not None and start < 1.0:
             init = track_sketch(context[:, :, 0], tracks[:, 0, :num_frames])
