@@ -12,7 +12,8 @@ outside the band for its motion (0 inside it; bounces may start anywhere). It pr
 of linear-motion clips that start inside the band (within ``--tolerance`` px) and how often
 those and the others are judged right. ``--frame0`` draws frame 0 alone instead, with the model
 image-first sampling draws it with (the image model, or the pipeline's separate frame-0 model),
-and judges it held still; ``--guidance`` overrides the model's guidance scale.
+and judges it held still; ``--guidance`` overrides the model's guidance scale; ``--fit-start``
+samples with the pipeline's ``fit_start`` option on (frame 0 moved to fit the planned motion).
 """
 
 from __future__ import annotations
@@ -98,6 +99,9 @@ def main() -> None:
     parser.add_argument("--tolerance", type=float, default=2.0)
     parser.add_argument("--frame0", action="store_true", help="frame 0 alone, held still")
     parser.add_argument("--guidance", type=float, default=None)
+    parser.add_argument(
+        "--fit-start", action="store_true", help="sample with the fit_start option on"
+    )
     parser.add_argument("--out", help="write each clip's row and the summary as JSON here")
     args = parser.parse_args()
 
@@ -106,6 +110,8 @@ def main() -> None:
 
     kind = args.world.split("-")[0]
     pipe = kinetoscope.load(args.model)
+    if args.fit_start:
+        pipe.defaults["fit_start"] = True
     sampling, as_judged = {}, None
     if args.guidance is not None:
         sampling["guidance_scale"] = args.guidance

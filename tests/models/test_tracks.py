@@ -422,7 +422,7 @@ def test_fit_start_moves_frame_0_as_little_as_keeps_the_object_in_along_its_trac
 def test_fit_start_in_the_pipeline_moves_frame_0_before_the_generator_and_replans(
     fake_text_encoder,
 ):
-    from kinetoscope.diffusion.planner import fit_start
+    from kinetoscope.diffusion.planner import centre_content, fit_start
 
     pipe = tracked_pipeline(fake_text_encoder)
     size = 16 // pipe.vae.downscale
@@ -452,6 +452,19 @@ def test_fit_start_in_the_pipeline_moves_frame_0_before_the_generator_and_replan
     expected, shift = fit_start(drawn[:, :, 0], calls[-1]["trajectory"])
     assert shift[0, 1] < 0  # moved up
     torch.testing.assert_close(calls[-1]["context"][:, :, 0], expected)
-    assert len(plans) == 3 and torch.equal(plans[-1], expected)  # planned again from it
+    # planned from the content centred, then again from the moved frame 0
+    assert len(plans) == 3 and torch.equal(plans[1], centre_content(drawn[:, :, 0]))
+    assert torch.equal(plans[2], expected)
     again = pipe(["the digit 3 is moving down"], **run).frames[0]
     assert (again.frames == clip.frames).all()  # reproducible
+
+
+def test_centre_content_moves_the_content_box_to_the_middle_over_the_background():
+    from kinetoscope.diffusion.planner import centre_content, content_boxes
+
+    moved = centre_content(_object_at(1, 8))  # rows 1-2, cols 8-9 of 12
+    low, high = content_boxes(moved)[1][0]
+    assert low.tolist() == [5.0, 5.0] and high.tolist() == [6.0, 6.0]  # (5.5, 5.5): the middle
+    torch.testing.assert_close(moved, _object_at(5, 5))
+    blank = torch.zeros(1, 2, 12, 12)
+    assert torch.equal(centre_content(blank), blank)  # no content: as it is

@@ -229,6 +229,46 @@ def track_sketch(first: torch.Tensor, track: torch.Tensor) -> torch.Tensor:
     return (moved + background[:, :, None]).to(first.dtype)
 
 
+def content_boxes(
+    first: torch.Tensor, *, threshold: float = 0.3
+) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor] | None]]:
+    """Where frame 0's latents ``first`` (B, Z, h, w) hold content: (background (B, Z, 1, 1),
+    per sample the (x, y) cells of its content's first and last corner, or None).
+
+    The background is the per-channel median latent (as in ``track_sketch``); the content is
+    where the latents differ from it by more than ``threshold`` times the largest difference,
+    inside the frame's outermost ring of cells (which an encoder's padding marks)."""
+    background = first.flatten(2).median(dim=-1).values[..., None, None]
+    deviation = (first - background).float().norm(dim=1)  # (B, h, w)
+    deviation[:, [0, -1], :] = 0
+    deviation[:, :, [0, -1]] = 0
+    boxes: list[tuple[torch.Tensor, torch.Tensor] | None] = []
+    for b in range(first.shape[0]):
+        peak = deviation[b].max()
+        if not peak > 0:
+            boxes.append(None)
+            continue
+        rows, cols = torch.nonzero(deviation[b] > threshold * peak, as_tuple=True)
+        low = torch.stack([cols.min(), rows.min()]).float().cpu()
+        high = torch.stack([cols.max(), rows.max()]).float().cpu()
+        boxes.append((low, high))
+    return background, boxes
+
+
+def centre_content(first: torch.Tensor, *, threshold: float = 0.3) -> torch.Tensor:
+    """Frame 0's latents (B, Z, h, w) moved by whole cells so that its content's box is
+    centred (``content_boxes``): a place from which any motion stays in the frame, to plan
+    from when the place frame 0 was drawn at may rule the asked motion out."""
+    background, boxes = content_boxes(first, threshold=threshold)
+    size = torch.tensor([first.shape[-1], first.shape[-2]], dtype=torch.float32)
+    out = first.clone()
+    for b, box in enumerate(boxes):
+        if box is not None:
+            shift = torch.round((size - 1) / 2 - (box[0] + box[1]) / 2).long()
+            out[b] = _shift_cells(first[b], int(shift[0]), int(shift[1]), background[b])
+    return out
+
+
 def fit_start(
     first: torch.Tensor, tracks: torch.Tensor, *, threshold: float = 0.3
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -236,40 +276,30 @@ def fit_start(
     that its content stays inside the frame all along the planned ``tracks`` (B, S, T, 2) of
     displacements in frame widths -> (moved latents, the move (B, 2) in cells, (x, y)).
 
-    The content is where the latents differ from the frame's background (the per-channel
-    median, as in ``track_sketch``) by more than ``threshold`` times the largest difference,
-    inside the frame's outermost ring of cells (which an encoder's padding marks);
-    its bounding box, moved along every slot's track, must stay within the frame. Where no move
-    can do that (or there is no content) frame 0 stays as it is. Cells moved in from outside
-    take the background. For data whose objects never leave the frame (the built-in worlds):
-    an image model can draw the object where the asked motion would carry it out.
+    The content's box (``content_boxes``), moved along every slot's track, must stay within
+    the frame. Where no move can do that (or there is no content) frame 0 stays as it is.
+    Cells moved in from outside take the background. For data whose objects never leave the
+    frame (the built-in worlds): an image model can draw the object where the asked motion
+    would carry it out.
     """
-    batch, _, height, width = first.shape
-    background = first.flatten(2).median(dim=-1).values[..., None, None]  # (B, Z, 1, 1)
-    deviation = (first - background).float().norm(dim=1)  # (B, h, w)
-    # The outermost ring of cells is left out: an encoder's padding marks it in every frame.
-    deviation[:, [0, -1], :] = 0
-    deviation[:, :, [0, -1]] = 0
-    size = torch.tensor([width, height], device=first.device, dtype=torch.float32)
-    moves = (tracks.float() * size).flatten(1, 2)  # (B, S*T, 2) in cells, (x, y)
-    out, shifts = first.clone(), torch.zeros(batch, 2, dtype=torch.long)
-    for b in range(batch):
-        peak = deviation[b].max()
-        if not peak > 0:
+    height, width = first.shape[-2:]
+    background, boxes = content_boxes(first, threshold=threshold)
+    size = torch.tensor([width, height], dtype=torch.float32)
+    moves = (tracks.float().cpu() * size).flatten(1, 2)  # (B, S*T, 2) in cells, (x, y)
+    out, shifts = first.clone(), torch.zeros(first.shape[0], 2, dtype=torch.long)
+    for b, box in enumerate(boxes):
+        if box is None:
             continue
-        rows, cols = torch.nonzero(deviation[b] > threshold * peak, as_tuple=True)
-        low = torch.stack([cols.min(), rows.min()]).float()  # (x, y) of the box's first cell
-        high = torch.stack([cols.max(), rows.max()]).float()
+        low, high = box
         # shift s keeps the box inside: low + s + min(move) >= 0, high + s + max(move) <= size-1
         lower = torch.ceil(-(low + moves[b].min(0).values) - 1e-4)
         upper = torch.floor(size - 1 - (high + moves[b].max(0).values) + 1e-4)
         if (lower > upper).any():
             continue
-        shift = torch.clamp(torch.zeros(2), lower.cpu(), upper.cpu()).long()
-        if not shift.any():
-            continue
-        shifts[b] = shift
-        out[b] = _shift_cells(first[b], int(shift[0]), int(shift[1]), background[b])
+        shift = torch.clamp(torch.zeros(2), lower, upper).long()
+        if shift.any():
+            shifts[b] = shift
+            out[b] = _shift_cells(first[b], int(shift[0]), int(shift[1]), background[b])
     return out, shifts
 
 

@@ -16,7 +16,12 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteS
 
 from kinetoscope.autoencoders.vae import VideoAutoencoderKL
 from kinetoscope.diffusion.noise import mix_frame_noise
-from kinetoscope.diffusion.planner import TrajectoryPlanner, fit_start, track_sketch
+from kinetoscope.diffusion.planner import (
+    TrajectoryPlanner,
+    centre_content,
+    fit_start,
+    track_sketch,
+)
 from kinetoscope.diffusion.sampling import denoise_latents
 from kinetoscope.diffusion.unet import VideoUNet
 from kinetoscope.nn.graphs import DenoiserGraphs
@@ -528,14 +533,9 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
             context = self._denoise(
                 noise[:, :, :1], use_temporal=False, unet=self.image_unet, **denoise
             )
+            if self.defaults.get("fit_start", False):
+                context = self._fit_start(context, num_frames, generators, denoise)
             tracks = self._plan(context[:, :, 0], num_frames, generators, denoise)
-            if tracks is not None and self.defaults.get("fit_start", False):
-                # Frame 0 moved so the planned motion keeps its content in the frame; then
-                # planned again from where it now is.
-                first, shift = fit_start(context[:, :, 0], tracks[:, :, :num_frames])
-                if shift.any():
-                    context = first[:, :, None]
-                    tracks = self._plan(first, num_frames, generators, denoise)
         start = float(self.defaults.get("track_start", 1.0))
         if tracks is not None and start < 1.0:
             init = track_sketch(context[:, :, 0], tracks[:, 0, :num_frames])
@@ -543,6 +543,20 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
         return self._denoise(
             noise, context=context, trajectory=tracks, callback=callback, **denoise
         )
+
+    def _fit_start(
+        self,
+        context: torch.Tensor,
+        num_frames: int,
+        generators: list[torch.Generator],
+        denoise: dict[str, Any],
+    ) -> torch.Tensor:
+        """Frame 0 (B, Z, 1, h, w) moved so that the motion planned from its content centred,
+        where every motion fits, keeps the content in the frame (``fit_start``)."""
+        centred = self._plan(centre_content(context[:, :, 0]), num_frames, generators, denoise)
+        if centred is None:
+            return context
+        return fit_start(context[:, :, 0], centred[:, :, :num_frames])[0][:, :, None]
 
     def _plan(
         self,
