@@ -468,3 +468,16 @@ def test_centre_content_moves_the_content_box_to_the_middle_over_the_background(
     torch.testing.assert_close(moved, _object_at(5, 5))
     blank = torch.zeros(1, 2, 12, 12)
     assert torch.equal(centre_content(blank), blank)  # no content: as it is
+
+
+def test_fit_start_keeps_the_frames_edge_cells_where_they_are():
+    from kinetoscope.diffusion.planner import fit_start
+
+    first = _object_at(6, 4)
+    first[:, :, 0, :] = 3.0  # an encoder's padding marks the top row
+    down = torch.stack([torch.zeros(6), torch.linspace(0, 5 / 12, 6)], dim=-1)
+    moved, shift = fit_start(first, down[None, None])
+    assert shift.tolist() == [[0, -1]]
+    assert (moved[:, :, 0, :] == 3.0).all()  # the ring as it was
+    assert not (moved[:, :, 1:, :] == 3.0).any()  # and not moved inside
+    torch.testing.assert_close(moved[:, :, 5:7, 4:6], first[:, :, 6:8, 4:6])

@@ -265,7 +265,7 @@ def centre_content(first: torch.Tensor, *, threshold: float = 0.3) -> torch.Tens
     for b, box in enumerate(boxes):
         if box is not None:
             shift = torch.round((size - 1) / 2 - (box[0] + box[1]) / 2).long()
-            out[b] = _shift_cells(first[b], int(shift[0]), int(shift[1]), background[b])
+            out[b] = _move_content(first[b], int(shift[0]), int(shift[1]), background[b])
     return out
 
 
@@ -299,8 +299,21 @@ def fit_start(
         shift = torch.clamp(torch.zeros(2), lower, upper).long()
         if shift.any():
             shifts[b] = shift
-            out[b] = _shift_cells(first[b], int(shift[0]), int(shift[1]), background[b])
+            out[b] = _move_content(first[b], int(shift[0]), int(shift[1]), background[b])
     return out, shifts
+
+
+def _move_content(latents: torch.Tensor, dx: int, dy: int, fill: torch.Tensor) -> torch.Tensor:
+    """(Z, h, w) with what lies inside the outermost ring of cells moved by (dx, dy) whole
+    cells; the ring (the encoder's padding marks of the frame's edge) stays where it is, and
+    cells left behind take ``fill`` (Z, 1, 1)."""
+    inner = latents.clone()
+    ring = torch.ones(latents.shape[-2:], dtype=torch.bool, device=latents.device)
+    ring[1:-1, 1:-1] = False
+    inner[:, ring] = fill[:, :, 0].expand(-1, int(ring.sum()))
+    moved = _shift_cells(inner, dx, dy, fill)
+    moved[:, ring] = latents[:, ring]
+    return moved
 
 
 def _shift_cells(latents: torch.Tensor, dx: int, dy: int, fill: torch.Tensor) -> torch.Tensor:
