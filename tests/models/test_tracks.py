@@ -432,7 +432,7 @@ def test_fit_start_in_the_pipeline_moves_frame_0_before_the_generator_and_replan
     denoise = pipe._denoise
 
     def spy(noise, **options):
-        calls.append(options)
+        calls.append({**options, "noise": noise.clone()})
         if options.get("use_temporal", True) is False:
             return drawn.clone()  # frame 0 as if the image model drew it there
         return denoise(noise, **options)
@@ -447,6 +447,7 @@ def test_fit_start_in_the_pipeline_moves_frame_0_before_the_generator_and_replan
     run = dict(seed=5, progress=False)
     pipe(["the digit 3 is moving down"], **run)
     assert len(plans) == 1 and torch.equal(calls[-1]["context"], drawn)  # off by default
+    noise = calls[-1]["noise"]
     pipe.defaults["fit_start"] = True
     clip = pipe(["the digit 3 is moving down"], **run).frames[0]
     expected, shift = fit_start(drawn[:, :, 0], calls[-1]["trajectory"])
@@ -455,6 +456,9 @@ def test_fit_start_in_the_pipeline_moves_frame_0_before_the_generator_and_replan
     # planned from the content centred, then again from the moved frame 0
     assert len(plans) == 3 and torch.equal(plans[1], centre_content(drawn[:, :, 0]))
     assert torch.equal(plans[2], expected)
+    # the clip's noise moved with frame 0 (its frames share a component with frame 0's)
+    rolled = noise.roll((int(shift[0, 1]), int(shift[0, 0])), dims=(-2, -1))
+    assert torch.equal(calls[-1]["noise"], rolled)
     again = pipe(["the digit 3 is moving down"], **run).frames[0]
     assert (again.frames == clip.frames).all()  # reproducible
 

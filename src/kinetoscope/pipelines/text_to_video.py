@@ -534,7 +534,7 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
                 noise[:, :, :1], use_temporal=False, unet=self.image_unet, **denoise
             )
             if self.defaults.get("fit_start", False):
-                context = self._fit_start(context, num_frames, generators, denoise)
+                context, noise = self._fit_start(context, noise, generators, denoise)
             tracks = self._plan(context[:, :, 0], num_frames, generators, denoise)
         start = float(self.defaults.get("track_start", 1.0))
         if tracks is not None and start < 1.0:
@@ -547,16 +547,24 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
     def _fit_start(
         self,
         context: torch.Tensor,
-        num_frames: int,
+        noise: torch.Tensor,
         generators: list[torch.Generator],
         denoise: dict[str, Any],
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Frame 0 (B, Z, 1, h, w) moved so that the motion planned from its content centred,
-        where every motion fits, keeps the content in the frame (``fit_start``)."""
+        where every motion fits, keeps the content in the frame (``fit_start``); the clip's
+        noise (B, Z, T, h, w) is rolled by the same cells, since its frames share a component
+        with frame 0's (``noise_correlation``) and would draw the object where it was."""
+        num_frames = noise.shape[2]
         centred = self._plan(centre_content(context[:, :, 0]), num_frames, generators, denoise)
         if centred is None:
-            return context
-        return fit_start(context[:, :, 0], centred[:, :, :num_frames])[0][:, :, None]
+            return context, noise
+        first, shift = fit_start(context[:, :, 0], centred[:, :, :num_frames])
+        noise = torch.stack([
+            n.roll((int(dy), int(dx)), dims=(-2, -1))
+            for n, (dx, dy) in zip(noise, shift.tolist(), strict=True)
+        ])  # fmt: skip
+        return first[:, :, None], noise
 
     def _plan(
         self,
