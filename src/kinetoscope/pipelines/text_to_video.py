@@ -7,7 +7,6 @@ scheduler (DPM-Solver++ by default; DDIM and Euler selectable) -> temporal decod
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +15,7 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteS
 
 from kinetoscope.autoencoders.vae import VideoAutoencoderKL
 from kinetoscope.diffusion.noise import mix_frame_noise
-from kinetoscope.diffusion.planner import (
-    TrajectoryPlanner,
-    centre_content,
-    fit_start,
-    track_sketch,
-)
+from kinetoscope.diffusion.planner import TrajectoryPlanner, track_sketch
 from kinetoscope.diffusion.sampling import denoise_latents
 from kinetoscope.diffusion.unet import VideoUNet
 from kinetoscope.nn.graphs import DenoiserGraphs
@@ -46,9 +40,8 @@ from kinetoscope.pipelines.base import (
     story_prompts,
 )
 from kinetoscope.pipelines.interpolation import InterpolationMixin
+from kinetoscope.pipelines.planning import PlanningMixin
 from kinetoscope.video import Video, videos_from_tensor
-
-logger = logging.getLogger(__name__)
 
 SCHEDULERS = {
     "dpmpp": lambda cfg: DPMSolverMultistepScheduler.from_config(cfg, algorithm_type="dpmsolver++"),
@@ -60,7 +53,7 @@ INTERPOLATION_WEIGHTS = Path("interpolation") / "temporal.safetensors"
 IMAGE_WEIGHTS = Path("image") / "spatial.safetensors"
 
 
-class TextToVideoPipeline(InterpolationMixin, Pipeline):
+class TextToVideoPipeline(PlanningMixin, InterpolationMixin, Pipeline):
     """Video LDM pipeline in the diffusers call convention.
 
     Args:
@@ -543,57 +536,6 @@ class TextToVideoPipeline(InterpolationMixin, Pipeline):
         return self._denoise(
             noise, context=context, trajectory=tracks, callback=callback, **denoise
         )
-
-    def _fit_start(
-        self,
-        context: torch.Tensor,
-        noise: torch.Tensor,
-        generators: list[torch.Generator],
-        denoise: dict[str, Any],
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Frame 0 (B, Z, 1, h, w) moved so that the motion planned from its content centred,
-        where every motion fits, keeps the content in the frame (``fit_start``); the clip's
-        noise (B, Z, T, h, w) is rolled by the same cells, since its frames share a component
-        with frame 0's (``noise_correlation``) and would draw the object where it was."""
-        num_frames = noise.shape[2]
-        centred = self._plan(centre_content(context[:, :, 0]), num_frames, generators, denoise)
-        if centred is None:
-            return context, noise
-        first, shift = fit_start(context[:, :, 0], centred[:, :, :num_frames])
-        noise = torch.stack([
-            n.roll((int(dy), int(dx)), dims=(-2, -1))
-            for n, (dx, dy) in zip(noise, shift.tolist(), strict=True)
-        ])  # fmt: skip
-        return first[:, :, None], noise
-
-    def _plan(
-        self,
-        first: torch.Tensor,
-        num_frames: int,
-        generators: list[torch.Generator],
-        denoise: dict[str, Any],
-    ) -> torch.Tensor | None:
-        """(B, S, num_frames, 2) object tracks (region anchors: layouts with the frame-0
-        boxes) from the planner for windows whose frame 0 is ``first`` (B, Z, h, w), or None:
-        no planner, or a window longer than it plans (a shorter one takes its tracks' start)."""
-        if self.planner is None or not self.unet.takes_trajectory:
-            return None
-        planned = self.planner.config.num_frames
-        if num_frames > planned:
-            logger.warning(
-                "the trajectory planner plans %d frames, not %d: sampling without tracks",
-                planned,
-                num_frames,
-            )
-            return None
-        batch = first.shape[0]
-        emb, mask = denoise["emb"][:batch], denoise["mask"][:batch]  # the prompts, not negatives
-        agree = float(self.defaults.get("agree_px", 2.0))
-        regions = bool(getattr(self.unet.config, "anchor_regions", False))
-        return self.planner.sample(
-            first.float(), emb, mask, generators, agree_px=agree, num_frames=num_frames,
-            boxes=regions,
-        )  # fmt: skip
 
     def _continue_latents(
         self,
