@@ -74,9 +74,10 @@ def latent_batches(
         if augment is None:
             captions = ["" if rng.random() < dropout else rng.choice(wordings[i]) for i in idx]
             emb, mask = bank(captions)
+            given = tracks is not None and rng.random() >= track_dropout
         else:
             augmenter, encoder, objects = augment
-            given = tracks is not None and rng.random() >= track_dropout  # drawn first here
+            given = tracks is not None and rng.random() >= track_dropout  # the swap needs it
             swap = motion_swap if given else 0.0
             captions = [
                 "" if rng.random() < dropout
@@ -84,13 +85,10 @@ def latent_batches(
                 for i in idx
             ]  # fmt: skip
             emb, mask = encoder.encode(captions)
-            if tracks is not None:
-                yield batch, emb, mask, tracks[idx].float() if given else None
-                continue
         if tracks is None:
             yield batch, emb, mask
         else:
-            yield batch, emb, mask, None if rng.random() < track_dropout else tracks[idx].float()
+            yield batch, emb, mask, tracks[idx].float() if given else None
 
 
 def swap_motions(objects: list[dict], p: float, rng: random.Random) -> list[dict]:
@@ -109,7 +107,8 @@ def swap_motions(objects: list[dict], p: float, rng: random.Random) -> list[dict
 
 def caption_augment(recipe: Recipe, stage: StageConfig, cache: dict[str, Any]):
     """(augmenter, encoder, each cached clip's (world, objects)) for a stage whose ``extra`` sets
-    ``text_augment`` or ``text_paraphrase`` (train/text_augment.py), else None."""
+    ``text_augment``, ``text_paraphrase`` (train/text_augment.py) or ``text_motion_swap``, else
+    None."""
     augment = stage_augmenter(recipe, stage.extra)
     if augment is None:
         return None
