@@ -405,7 +405,7 @@ def _unet_stage(
             tracks=given_tracks(cache, unet) if temporal else None,
             track_dropout=float(stage.extra.get("track_dropout", 0.1)),
             augment=caption_augment(recipe, stage, cache),
-            motion_swap=float(stage.extra.get("text_motion_swap", 0.0)) if temporal else 0.0,
+            motion_swap=float(stage.extra.get("text_motion_swap", 0.0)),
         ),
         out_dir=out / f"stage-{name}",
         ema_decay=stage.ema_decay,
