@@ -103,22 +103,23 @@ def probe(
     data = WorldDataset(world, split=split, size=samples, seed=seed)
     judge = load_judge()
     verdicts, reasons = [], Counter()
-    for i in range(samples):
-        clip = data[i]
-        video = clip.to_video().to_tensor(device=pipe.device)[None]  # (1, C, T, H, W)
-        with torch.no_grad():
-            first = pipe.vae.encode(video[:, :, :1])
-        caption = clip.caption
-        if wording == "eval":
-            held_out = eval_wordings(world.split("-")[0], clip.objects)
-            caption = held_out[i % len(held_out)]
-        with with_generator_text(pipe, generator_text), with_real_start(pipe, first):
-            out = pipe(caption, seed=seed + i, progress=False, num_frames=data.num_frames)
-        # the clip's objects are manifest-schema dicts: the judge reads their facts
-        verdict = judge.judge(out.frames[0], clip.objects, world=world.split("-")[0])
-        verdicts.append(verdict)
-        if not verdict.correct:
-            reasons[verdict.reason.split(":")[-1].split("(")[0].strip()[:40]] += 1
+    with with_generator_text(pipe, generator_text):  # once: the patch encodes "" on entry
+        for i in range(samples):
+            clip = data[i]
+            video = clip.to_video().to_tensor(device=pipe.device)[None]  # (1, C, T, H, W)
+            with torch.no_grad():
+                first = pipe.vae.encode(video[:, :, :1])
+            caption = clip.caption
+            if wording == "eval":
+                held_out = eval_wordings(world.split("-")[0], clip.objects)
+                caption = held_out[i % len(held_out)]
+            with with_real_start(pipe, first):
+                out = pipe(caption, seed=seed + i, progress=False, num_frames=data.num_frames)
+            # the clip's objects are manifest-schema dicts: the judge reads their facts
+            verdict = judge.judge(out.frames[0], clip.objects, world=world.split("-")[0])
+            verdicts.append(verdict)
+            if not verdict.correct:
+                reasons[verdict.reason.split(":")[-1].split("(")[0].strip()[:40]] += 1
     table = _accuracy_table(verdicts)
     return {
         "world": world,
