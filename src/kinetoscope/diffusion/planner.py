@@ -229,9 +229,10 @@ def track_sketch(first: torch.Tensor, track: torch.Tensor) -> torch.Tensor:
     return (moved + background[:, :, None]).to(first.dtype)
 
 
-def content_boxes(
-    first: torch.Tensor, *, threshold: float = 0.3
-) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor] | None]]:
+Boxes = list[tuple[torch.Tensor, torch.Tensor] | None]
+
+
+def content_boxes(first: torch.Tensor, *, threshold: float = 0.3) -> tuple[torch.Tensor, Boxes]:
     """Where frame 0's latents ``first`` (B, Z, h, w) hold content: (background (B, Z, 1, 1),
     per sample the (x, y) cells of its content's first and last corner, or None).
 
@@ -242,7 +243,7 @@ def content_boxes(
     deviation = (first - background).float().norm(dim=1)  # (B, h, w)
     deviation[:, [0, -1], :] = 0
     deviation[:, :, [0, -1]] = 0
-    boxes: list[tuple[torch.Tensor, torch.Tensor] | None] = []
+    boxes: Boxes = []
     for b in range(first.shape[0]):
         peak = deviation[b].max()
         if not peak > 0:
@@ -255,11 +256,40 @@ def content_boxes(
     return background, boxes
 
 
-def centre_content(first: torch.Tensor, *, threshold: float = 0.3) -> torch.Tensor:
-    """Frame 0's latents (B, Z, h, w) moved by whole cells so that its content's box is
-    centred (``content_boxes``): a place from which any motion stays in the frame, to plan
-    from when the place frame 0 was drawn at may rule the asked motion out."""
-    background, boxes = content_boxes(first, threshold=threshold)
+def pixel_boxes(frames: torch.Tensor, downscale: int, *, threshold: float = 0.5) -> Boxes:
+    """Where decoded frames (B, C, H, W) in [-1, 1] hold content, per sample the (x, y) cells
+    (of ``downscale`` pixels) of its content's first and last corner, or None.
+
+    The content is every pixel one of whose channels differs from that channel's median
+    over the frame by more than ``threshold``. The box is in fractional cells, so that it
+    stays inside a frame of ``w`` cells exactly when the content's pixels do (low >= 0,
+    high <= w - 1; for content narrower than a cell, high < low). Latents of an autoencoder that spreads an object's colour over the
+    frame's cells (``content_boxes`` found boxes as wide as the frame for most of
+    ``ldm-shapes``' frames) give no box to go by; their pixels do."""
+    frames = frames.float()
+    background = frames.flatten(2).median(dim=-1).values[..., None, None]
+    content = (frames - background).abs().amax(dim=1) > threshold  # (B, H, W)
+    boxes: Boxes = []
+    for mask in content:
+        rows, cols = torch.nonzero(mask, as_tuple=True)
+        if not len(rows):
+            boxes.append(None)
+            continue
+        low = torch.stack([cols.min(), rows.min()]).float().cpu() / downscale
+        high = (torch.stack([cols.max(), rows.max()]).float().cpu() + 1) / downscale - 1
+        boxes.append((low, high))
+    return boxes
+
+
+def centre_content(
+    first: torch.Tensor, *, threshold: float = 0.3, boxes: Boxes | None = None
+) -> torch.Tensor:
+    """Frame 0's latents (B, Z, h, w) moved by whole cells so that its content's box
+    (``boxes``, by default ``content_boxes``') is centred: a place from which any motion
+    stays in the frame, to plan from when the place frame 0 was drawn at may rule the asked
+    motion out."""
+    background, found = content_boxes(first, threshold=threshold)
+    boxes = found if boxes is None else boxes
     size = torch.tensor([first.shape[-1], first.shape[-2]], dtype=torch.float32)
     out = first.clone()
     for b, box in enumerate(boxes):
@@ -269,24 +299,27 @@ def centre_content(first: torch.Tensor, *, threshold: float = 0.3) -> torch.Tens
     return out
 
 
-def fit_start(
-    first: torch.Tensor, tracks: torch.Tensor, *, threshold: float = 0.3
+def start_shifts(
+    first: torch.Tensor,
+    tracks: torch.Tensor,
+    *,
+    threshold: float = 0.3,
+    boxes: Boxes | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Frame 0's latents ``first`` (B, Z, h, w) moved by whole cells, as little as possible, so
-    that its content stays inside the frame all along the planned ``tracks`` (B, S, T, 2) of
-    displacements in frame widths -> (moved latents, the move (B, 2) in cells, (x, y)).
+    """The fewest whole cells (B, 2), (x, y), by which to move frame 0's latents ``first``
+    (B, Z, h, w) so that its content stays inside the frame all along the planned ``tracks``
+    (B, S, T, 2) of displacements in frame widths, and whether any move can (B,) bool.
 
-    The content's box (``content_boxes``), moved along every slot's track, must stay within
-    the frame. Where no move can do that (or there is no content) frame 0 stays as it is.
-    Cells moved in from outside take the background. For data whose objects never leave the
-    frame (the built-in worlds): an image model can draw the object where the asked motion
-    would carry it out.
-    """
+    The content's box (``boxes``, by default ``content_boxes``'), moved along every slot's
+    track, must stay within the frame. A frame without content needs no move; one no move
+    can fit gets (0, 0) and False."""
     height, width = first.shape[-2:]
-    background, boxes = content_boxes(first, threshold=threshold)
+    if boxes is None:
+        _, boxes = content_boxes(first, threshold=threshold)
     size = torch.tensor([width, height], dtype=torch.float32)
     moves = (tracks.float().cpu() * size).flatten(1, 2)  # (B, S*T, 2) in cells, (x, y)
-    out, shifts = first.clone(), torch.zeros(first.shape[0], 2, dtype=torch.long)
+    shifts = torch.zeros(first.shape[0], 2, dtype=torch.long)
+    feasible = torch.ones(first.shape[0], dtype=torch.bool)
     for b, box in enumerate(boxes):
         if box is None:
             continue
@@ -295,11 +328,35 @@ def fit_start(
         lower = torch.ceil(-(low + moves[b].min(0).values) - 1e-4)
         upper = torch.floor(size - 1 - (high + moves[b].max(0).values) + 1e-4)
         if (lower > upper).any():
+            feasible[b] = False
             continue
-        shift = torch.clamp(torch.zeros(2), lower, upper).long()
-        if shift.any():
-            shifts[b] = shift
-            out[b] = _move_content(first[b], int(shift[0]), int(shift[1]), background[b])
+        shifts[b] = torch.clamp(torch.zeros(2), lower, upper).long()
+    return shifts, feasible
+
+
+def fit_start(
+    first: torch.Tensor,
+    tracks: torch.Tensor,
+    *,
+    threshold: float = 0.3,
+    boxes: Boxes | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frame 0's latents ``first`` (B, Z, h, w) moved by whole cells, as little as possible, so
+    that its content stays inside the frame all along the planned ``tracks`` (B, S, T, 2) of
+    displacements in frame widths (``start_shifts``) -> (moved latents, the move (B, 2) in
+    cells, (x, y)).
+
+    Where no move can do that (or there is no content) frame 0 stays as it is. Cells moved in
+    from outside take the background. For data whose objects never leave the frame (the
+    built-in worlds): an image model can draw the object where the asked motion would carry
+    it out.
+    """
+    background, _ = content_boxes(first, threshold=threshold)
+    shifts, _ = start_shifts(first, tracks, threshold=threshold, boxes=boxes)
+    out = first.clone()
+    for b, shift in enumerate(shifts.tolist()):
+        if any(shift):
+            out[b] = _move_content(first[b], shift[0], shift[1], background[b])
     return out, shifts
 
 

@@ -1,5 +1,7 @@
-"""Object-track planning of ``TextToVideoPipeline``: the planner's tracks for a window, and the
-``fit_start`` option that moves frame 0 so the planned motion keeps it in the frame."""
+"""Object-track planning of ``TextToVideoPipeline``: the planner's tracks for a window, the
+``start_candidates`` option that draws frame 0 several times and keeps a draw from which the
+planned motion stays in the frame, and the ``fit_start`` option that moves frame 0 so that it
+does."""
 
 from __future__ import annotations
 
@@ -8,13 +10,79 @@ from typing import Any
 
 import torch
 
-from kinetoscope.diffusion.planner import centre_content, fit_start
+from kinetoscope.diffusion.planner import (
+    Boxes,
+    centre_content,
+    fit_start,
+    pixel_boxes,
+    start_shifts,
+)
 
 logger = logging.getLogger(__name__)
 
 
 class PlanningMixin:
-    """Needs ``planner``, ``unet`` and ``defaults`` (``TextToVideoPipeline``)."""
+    """Needs ``planner``, ``unet``, ``image_unet``, ``vae``, ``defaults``, ``_noise`` and
+    ``_denoise`` (``TextToVideoPipeline``)."""
+
+    def _content_boxes(self, first: torch.Tensor) -> Boxes:
+        """Where frame 0's latents (B, Z, h, w) hold content, read from its decoded pixels
+        (``pixel_boxes``), in latent cells."""
+        frames = self.vae.decode(first[:, :, None].float(), temporal=False)[:, :, 0]
+        return pixel_boxes(frames.clamp(-1.0, 1.0), self.vae.downscale)
+
+    def _draw_start(
+        self,
+        noise: torch.Tensor,
+        generators: list[torch.Generator],
+        denoise: dict[str, Any],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frame 0 (B, Z, 1, h, w) drawn by the image model from the clip's noise (B, Z, T, h, w)
+        -> (frame 0, the clip's noise).
+
+        With ``start_candidates`` k > 1 (and a planner) each sample draws frame 0 from k clip
+        noises (its own first, then k - 1 more from its generator), all in one batch, and keeps
+        the first draw whose content stays inside the frame all along the motion planned from
+        its content centred (``start_shifts``), else the one that needs the least move; the
+        clip then continues from that draw's noise. An image model draws objects anywhere,
+        also where the asked motion would carry them out of the frame; another draw, unlike a
+        moved frame (``fit_start``), is a frame the model made."""
+        count = int(self.defaults.get("start_candidates", 1))
+        if count < 1:
+            raise ValueError(f"start_candidates must be >= 1, got {count}")
+        usable = count > 1 and self.planner is not None and self.unet.takes_trajectory
+        draws = [noise]
+        if usable:
+            draws += [self._noise(noise.shape[2], generators) for _ in range(count - 1)]
+        batch = noise.shape[0]
+        options = dict(denoise)
+        if len(draws) > 1:
+            for key in ("emb", "mask"):  # prompts (then negatives), once per draw
+                parts = denoise[key].split(batch)
+                options[key] = torch.cat(
+                    [p.repeat(len(draws), *[1] * (p.dim() - 1)) for p in parts]
+                )
+        firsts = self._denoise(
+            torch.cat(draws)[:, :, :1], use_temporal=False, unet=self.image_unet, **options
+        )
+        if len(draws) == 1:
+            return firsts, noise
+        firsts = firsts.unflatten(0, (len(draws), batch))  # (k, B, Z, 1, h, w)
+        num_frames = noise.shape[2]
+        found = self._content_boxes(firsts.flatten(0, 1)[:, :, 0])  # one decode for all
+        boxes = [found[k * batch : (k + 1) * batch] for k in range(len(draws))]
+        centred = centre_content(firsts[0, :, :, 0], boxes=boxes[0])
+        centred = self._plan(centred, num_frames, generators, denoise)
+        if centred is None:
+            return firsts[0], noise
+        costs = []
+        for first, found in zip(firsts, boxes, strict=True):
+            shifts, feasible = start_shifts(first[:, :, 0], centred[:, :, :num_frames], boxes=found)
+            cost = shifts.abs().sum(-1).float()
+            costs.append(torch.where(feasible, cost, torch.full_like(cost, float("inf"))))
+        pick = torch.stack(costs).argmin(0).tolist()  # ties: the earliest draw
+        first = torch.stack([firsts[k, b] for b, k in enumerate(pick)])
+        return first, torch.stack([draws[k][b] for b, k in enumerate(pick)])
 
     def _fit_start(
         self,
@@ -28,10 +96,12 @@ class PlanningMixin:
         noise (B, Z, T, h, w) is rolled by the same cells, since its frames share a component
         with frame 0's (``noise_correlation``) and would draw the object where it was."""
         num_frames = noise.shape[2]
-        centred = self._plan(centre_content(context[:, :, 0]), num_frames, generators, denoise)
+        boxes = self._content_boxes(context[:, :, 0])
+        centred = centre_content(context[:, :, 0], boxes=boxes)
+        centred = self._plan(centred, num_frames, generators, denoise)
         if centred is None:
             return context, noise
-        first, shift = fit_start(context[:, :, 0], centred[:, :, :num_frames])
+        first, shift = fit_start(context[:, :, 0], centred[:, :, :num_frames], boxes=boxes)
         noise = torch.stack([
             n.roll((int(dy), int(dx)), dims=(-2, -1))
             for n, (dx, dy) in zip(noise, shift.tolist(), strict=True)

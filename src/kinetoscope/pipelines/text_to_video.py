@@ -88,6 +88,7 @@ class TextToVideoPipeline(PlanningMixin, InterpolationMixin, Pipeline):
         "noise_correlation": 0.0,
         "context_frames": 2,
         "track_guidance": False,  # guidance steers along planned tracks too (uncond: none)
+        "start_candidates": 1,  # > 1: frame 0 drawn that often, a draw the motion fits kept
         "fit_start": False,  # frame 0 moved so the planned motion keeps it in the frame
         "track_start": 1.0,  # < 1: start from frame 0 moved along the planned track, noised
     }
@@ -523,9 +524,7 @@ class TextToVideoPipeline(PlanningMixin, InterpolationMixin, Pipeline):
         noise = self._noise(num_frames, generators)
         context, tracks = None, None
         if first_frame == "image" and num_frames > 1:
-            context = self._denoise(
-                noise[:, :, :1], use_temporal=False, unet=self.image_unet, **denoise
-            )
+            context, noise = self._draw_start(noise, generators, denoise)
             if self.defaults.get("fit_start", False):
                 context, noise = self._fit_start(context, noise, generators, denoise)
             tracks = self._plan(context[:, :, 0], num_frames, generators, denoise)
