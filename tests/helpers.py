@@ -14,7 +14,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from kinetoscope.autoencoders.vae import VideoAutoencoderKL
-from kinetoscope.diffusion.planner import TrajectoryPlanner
+from kinetoscope.diffusion.planner import TrajectoryPlanner, content_boxes
 from kinetoscope.diffusion.unet import VideoUNet
 from kinetoscope.pipelines.text_to_video import TextToVideoPipeline
 
@@ -113,3 +113,29 @@ def tracked_pipeline(text_encoder, *, planner: bool = True, regions: bool = Fals
     sched = DDPMScheduler(num_train_timesteps=100)
     return _tiny_pipeline(vae, unet, sched, text_encoder, first_frame="image",
                           planner=proposals if planner else None)  # fmt: skip
+
+
+def spy_start(
+    pipe, drawn: list[torch.Tensor], plans: list, calls: list, *, down: float = 0.3
+) -> None:
+    """The pipeline's image model 'draws' ``drawn`` (one (Z, 1, h, w) frame per draw, the
+    draws of one sample after each other); the planner always plans a move down by ``down``
+    frame heights. ``calls`` collects the denoising passes' arguments, ``plans`` the frames 0
+    the planner was given."""
+    denoise = pipe._denoise
+
+    def spy(noise, **options):
+        calls.append({**options, "noise": noise.clone()})
+        if options.get("use_temporal", True) is False:
+            return torch.stack(drawn[: noise.shape[0]])
+        return denoise(noise, **options)
+
+    def plan(first, emb, mask, generators, **kwargs):
+        plans.append(first.clone())
+        frames = kwargs["num_frames"]
+        track = torch.stack([torch.zeros(frames), torch.linspace(0, down, frames)], dim=-1)
+        return track[None, None].expand(first.shape[0], 2, frames, 2).clone()
+
+    pipe._denoise, pipe.planner.sample = spy, plan
+    # boxes read from the latents themselves (the tiny random autoencoder's pixels say nothing)
+    pipe._content_boxes = lambda first: content_boxes(first)[1]

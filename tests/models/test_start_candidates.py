@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helpers import tracked_pipeline
-from kinetoscope.diffusion.planner import centre_content, content_boxes, pixel_boxes, start_shifts
+from helpers import spy_start, tracked_pipeline
+from kinetoscope.diffusion.planner import centre_content, pixel_boxes, start_shifts
 
 
 def _object_at(row: int, col: int, size: int = 12) -> torch.Tensor:
@@ -66,28 +66,6 @@ def test_the_pipeline_reads_content_boxes_from_frame_0_decoded(fake_text_encoder
         )
 
 
-def _spied(pipe, drawn: list[torch.Tensor], plans: list[torch.Tensor], calls: list[dict]):
-    """The pipeline's image model 'draws' ``drawn`` (one (Z, 1, h, w) frame per draw, the
-    draws of one sample after each other); the planner always plans a move down."""
-    denoise = pipe._denoise
-
-    def spy(noise, **options):
-        calls.append({**options, "noise": noise.clone()})
-        if options.get("use_temporal", True) is False:
-            return torch.stack(drawn[: noise.shape[0]])
-        return denoise(noise, **options)
-
-    def plan(first, emb, mask, generators, **kwargs):
-        plans.append(first.clone())
-        frames = kwargs["num_frames"]
-        down = torch.stack([torch.zeros(frames), torch.linspace(0, 0.3, frames)], dim=-1)
-        return down[None, None].expand(first.shape[0], 2, frames, 2).clone()
-
-    pipe._denoise, pipe.planner.sample = spy, plan
-    # boxes read from the latents themselves (the tiny random autoencoder's pixels say nothing)
-    pipe._content_boxes = lambda first: content_boxes(first)[1]
-
-
 def test_start_candidates_keep_the_first_draw_the_planned_motion_fits(fake_text_encoder):
     pipe = tracked_pipeline(fake_text_encoder)
     size = 16 // pipe.vae.downscale
@@ -96,7 +74,7 @@ def test_start_candidates_keep_the_first_draw_the_planned_motion_fits(fake_text_
     top = torch.full((4, 1, size, size), -0.5)
     top[:, :, 1:2, 1:2] = 1.0  # moving down, it stays inside
     plans, calls = [], []
-    _spied(pipe, [bottom, top, top.roll(1, dims=-1)], plans, calls)
+    spy_start(pipe, [bottom, top, top.roll(1, dims=-1)], plans, calls)
     run = dict(seed=3, progress=False)
     prompt = ["the digit 3 is moving down"]
     pipe(prompt, **run)
@@ -129,7 +107,7 @@ def test_start_candidates_take_the_least_move_when_no_draw_fits(fake_text_encode
     far[:, :, size - 2, 1:2] = 1.0  # two cells too low for the planned move (of 2.4 cells)
     near[:, :, size - 3, 1:2] = 1.0  # one cell too low
     plans, calls = [], []
-    _spied(pipe, [far, near], plans, calls)
+    spy_start(pipe, [far, near], plans, calls)
     pipe.defaults["start_candidates"] = 2
     pipe(["the digit 3 is moving down"], seed=0, progress=False)
     assert torch.equal(calls[-1]["context"][0], near)

@@ -9,7 +9,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from helpers import TRACKED_UNET as TINY_UNET
-from helpers import copy_by_position_only, tracked_pipeline
+from helpers import copy_by_position_only, spy_start, tracked_pipeline
 from kinetoscope.diffusion.planner import TrajectoryPlanner
 from kinetoscope.diffusion.trajectories import AnchorAttention
 from kinetoscope.diffusion.unet import VideoUNet
@@ -422,30 +422,14 @@ def test_fit_start_moves_frame_0_as_little_as_keeps_the_object_in_along_its_trac
 def test_fit_start_in_the_pipeline_moves_frame_0_before_the_generator_and_replans(
     fake_text_encoder,
 ):
-    from kinetoscope.diffusion.planner import centre_content, content_boxes, fit_start
+    from kinetoscope.diffusion.planner import centre_content, fit_start
 
     pipe = tracked_pipeline(fake_text_encoder)
     size = 16 // pipe.vae.downscale
     drawn = torch.full((1, 4, 1, size, size), -0.5)
     drawn[:, :, :, size - 2 :, 1:2] = 1.0  # an object in the bottom row inside the ring
     calls, plans = [], []
-    denoise = pipe._denoise
-
-    def spy(noise, **options):
-        calls.append({**options, "noise": noise.clone()})
-        if options.get("use_temporal", True) is False:
-            return drawn.clone()  # frame 0 as if the image model drew it there
-        return denoise(noise, **options)
-
-    def plan(first, emb, mask, generators, **kwargs):
-        plans.append(first.clone())
-        frames = kwargs["num_frames"]
-        down = torch.stack([torch.zeros(frames), torch.linspace(0, 0.25, frames)], dim=-1)
-        return down[None, None].expand(first.shape[0], 2, frames, 2).clone()
-
-    pipe._denoise, pipe.planner.sample = spy, plan
-    # boxes read from the latents themselves (the tiny random autoencoder's pixels say nothing)
-    pipe._content_boxes = lambda first: content_boxes(first)[1]
+    spy_start(pipe, [drawn[0]], plans, calls, down=0.25)
     run = dict(seed=5, progress=False)
     pipe(["the digit 3 is moving down"], **run)
     assert len(plans) == 1 and torch.equal(calls[-1]["context"], drawn)  # off by default
