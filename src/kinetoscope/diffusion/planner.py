@@ -263,9 +263,10 @@ def pixel_boxes(frames: torch.Tensor, downscale: int, *, threshold: float = 0.5)
     The content is every pixel one of whose channels differs from that channel's median
     over the frame by more than ``threshold``. The box is in fractional cells, so that it
     stays inside a frame of ``w`` cells exactly when the content's pixels do (low >= 0,
-    high <= w - 1; for content narrower than a cell, high < low). Latents of an autoencoder that spreads an object's colour over the
-    frame's cells (``content_boxes`` found boxes as wide as the frame for most of
-    ``ldm-shapes``' frames) give no box to go by; their pixels do."""
+    high <= w - 1; for content narrower than a cell, high < low). The latents of an
+    autoencoder that spreads an object's colour over the frame's cells give no box to go by
+    (``content_boxes`` found boxes as wide as the frame for most of ``ldm-shapes``' frames);
+    their pixels do."""
     frames = frames.float()
     background = frames.flatten(2).median(dim=-1).values[..., None, None]
     content = (frames - background).abs().amax(dim=1) > threshold  # (B, H, W)

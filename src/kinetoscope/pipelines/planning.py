@@ -69,15 +69,17 @@ class PlanningMixin:
             return firsts, noise
         firsts = firsts.unflatten(0, (len(draws), batch))  # (k, B, Z, 1, h, w)
         num_frames = noise.shape[2]
-        found = self._content_boxes(firsts.flatten(0, 1)[:, :, 0])  # one decode for all
-        boxes = [found[k * batch : (k + 1) * batch] for k in range(len(draws))]
+        every = self._content_boxes(firsts.flatten(0, 1)[:, :, 0])  # one decode for all
+        boxes = [every[k * batch : (k + 1) * batch] for k in range(len(draws))]
         centred = centre_content(firsts[0, :, :, 0], boxes=boxes[0])
         centred = self._plan(centred, num_frames, generators, denoise)
         if centred is None:
             return firsts[0], noise
         costs = []
-        for first, found in zip(firsts, boxes, strict=True):
-            shifts, feasible = start_shifts(first[:, :, 0], centred[:, :, :num_frames], boxes=found)
+        for first, draw_boxes in zip(firsts, boxes, strict=True):
+            shifts, feasible = start_shifts(
+                first[:, :, 0], centred[:, :, :num_frames], boxes=draw_boxes
+            )
             cost = shifts.abs().sum(-1).float()
             costs.append(torch.where(feasible, cost, torch.full_like(cost, float("inf"))))
         pick = torch.stack(costs).argmin(0).tolist()  # ties: the earliest draw
