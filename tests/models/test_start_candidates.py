@@ -129,39 +129,3 @@ def test_start_candidates_draw_once_without_a_planner(fake_text_encoder):
     pipe.defaults["start_candidates"] = 4
     pipe(["the digit 3 is moving down", "the digit 1 is moving up"], seed=0, progress=False)
     assert calls == [2, 2]  # frame 0 once per sample, then the clips
-
-
-def test_pixel_objects_box_each_separate_piece_and_link_broken_strokes():
-    from kinetoscope.diffusion.planner import pixel_objects
-
-    frames = torch.full((3, 3, 32, 32), -1.0)
-    frames[0, :, 4:8, 4:8] = 1.0
-    frames[0, :, 10:12, 4:8] = 1.0  # two rows below the first: a broken stroke of it
-    frames[0, 0, 20:24, 24:28] = 1.0  # a red piece far away
-    frames[1, :, 8:12, 8:12] = 1.0
-    pieces = pixel_objects(frames, 4)
-    boxes = sorted((low.tolist(), high.tolist()) for low, high in pieces[0])
-    assert boxes == [([1.0, 1.0], [1.0, 2.0]), ([6.0, 5.0], [6.0, 5.0])]
-    assert len(pieces[1]) == 1 and pieces[2] == []
-
-
-def test_object_cost_matches_each_piece_to_a_slot_it_stays_in_the_frame_along():
-    from kinetoscope.pipelines.planning import _distinct_slots, _object_cost
-
-    first = torch.zeros(2, 12, 12)
-    left_piece = (torch.tensor([0.0, 5.0]), torch.tensor([1.0, 6.0]))  # at the left edge
-    right_piece = (torch.tensor([10.0, 5.0]), torch.tensor([11.0, 6.0]))  # at the right edge
-    steps = torch.linspace(0, 4 / 12, 6)
-    moving_left = torch.stack([-steps, torch.zeros(6)], dim=-1)
-    moving_right = torch.stack([steps, torch.zeros(6)], dim=-1)
-    # slot 0 moves left, slot 1 right: only the crossed matching keeps both pieces in
-    tracks = torch.stack([moving_left, moving_right])
-    assert _distinct_slots(tracks) and not _distinct_slots(torch.stack([moving_left] * 2))
-    assert _object_cost(first, tracks, [left_piece, right_piece]) == 0.0
-    # both slots move left: the left piece must move 4 cells right along the shorter track
-    # (the right piece takes the longer one as it is)
-    leftward = torch.stack([moving_left, moving_left * 2])
-    assert _object_cost(first, leftward, [left_piece, right_piece]) == 4.0
-    # a track longer than the frame fits no piece
-    too_far = torch.stack([moving_left * 3, moving_left * 3.5])
-    assert _object_cost(first, too_far, [left_piece, right_piece]) == float("inf")

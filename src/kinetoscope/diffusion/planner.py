@@ -282,37 +282,6 @@ def pixel_boxes(frames: torch.Tensor, downscale: int, *, threshold: float = 0.5)
     return boxes
 
 
-def pixel_objects(
-    frames: torch.Tensor, downscale: int, *, threshold: float = 0.5, reach: int = 2
-) -> list[Boxes]:
-    """Per decoded frame (B, C, H, W) the boxes, in fractional cells as ``pixel_boxes``', of
-    its separate pieces of content: content pixels (``pixel_boxes``' rule) linked when they
-    lie within ``reach`` pixels of each other (so a digit's broken strokes stay one piece)."""
-    frames = frames.float()
-    background = frames.flatten(2).median(dim=-1).values[..., None, None]
-    content = (frames - background).abs().amax(dim=1) > threshold  # (B, H, W)
-    size = 2 * reach + 1
-    linked = F.max_pool2d(content[:, None].float(), size, 1, reach)[:, 0] > 0
-    height, width = content.shape[-2:]
-    labels = torch.arange(1, height * width + 1, dtype=torch.float32).view(1, height, width)
-    labels = torch.where(linked, labels, torch.zeros_like(labels))
-    for _ in range(height + width):  # spread each piece's largest label over the piece
-        spread = F.max_pool2d(labels[:, None], 3, 1, 1)[:, 0] * linked
-        if torch.equal(spread, labels):
-            break
-        labels = spread
-    out: list[Boxes] = []
-    for mask, label in zip(content, labels, strict=True):
-        pieces: Boxes = []
-        for value in label[mask].unique().tolist():
-            rows, cols = torch.nonzero(mask & (label == value), as_tuple=True)
-            low = torch.stack([cols.min(), rows.min()]).float().cpu() / downscale
-            high = (torch.stack([cols.max(), rows.max()]).float().cpu() + 1) / downscale - 1
-            pieces.append((low, high))
-        out.append(pieces)
-    return out
-
-
 def centre_content(
     first: torch.Tensor, *, threshold: float = 0.3, boxes: Boxes | None = None
 ) -> torch.Tensor:

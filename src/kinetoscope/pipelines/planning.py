@@ -5,7 +5,6 @@ does."""
 
 from __future__ import annotations
 
-import itertools
 import logging
 from typing import Any
 
@@ -16,7 +15,6 @@ from kinetoscope.diffusion.planner import (
     centre_content,
     fit_start,
     pixel_boxes,
-    pixel_objects,
     start_shifts,
 )
 
@@ -77,20 +75,13 @@ class PlanningMixin:
         centred = self._plan(centred, num_frames, generators, denoise)
         if centred is None:
             return firsts[0], noise
-        tracks = centred[:, :, :num_frames]
         costs = []
         for first, draw_boxes in zip(firsts, boxes, strict=True):
-            shifts, feasible = start_shifts(first[:, :, 0], tracks, boxes=draw_boxes)
+            shifts, feasible = start_shifts(
+                first[:, :, 0], centred[:, :, :num_frames], boxes=draw_boxes
+            )
             cost = shifts.abs().sum(-1).float()
             costs.append(torch.where(feasible, cost, torch.full_like(cost, float("inf"))))
-        if self.defaults.get("start_objects", False):
-            frames = self.vae.decode(firsts.flatten(0, 1).float(), temporal=False)[:, :, 0]
-            every = pixel_objects(frames.clamp(-1.0, 1.0), self.vae.downscale)
-            for k in range(len(draws)):
-                for b in range(batch):
-                    pieces = every[k * batch + b]
-                    if _distinct_slots(tracks[b]) and 2 <= len(pieces) <= tracks.shape[1]:
-                        costs[k][b] = _object_cost(firsts[k, b, :, 0], tracks[b], pieces)
         pick = torch.stack(costs).argmin(0).tolist()  # ties: the earliest draw
         first = torch.stack([firsts[k, b] for b, k in enumerate(pick)])
         return first, torch.stack([draws[k][b] for b, k in enumerate(pick)])
@@ -147,25 +138,3 @@ class PlanningMixin:
             first.float(), emb, mask, generators, agree_px=agree, num_frames=num_frames,
             boxes=regions,
         )  # fmt: skip
-
-
-def _distinct_slots(tracks: torch.Tensor) -> bool:
-    """Whether the slots' tracks (S, T, 2) differ: a plan for more than one object."""
-    return not all(torch.equal(tracks[0], t) for t in tracks[1:])
-
-
-def _object_cost(first: torch.Tensor, tracks: torch.Tensor, pieces: Boxes) -> float:
-    """Fewest cells to move, summed over the pieces of frame 0 (Z, h, w), for each piece to
-    stay in the frame along its own slot's track (S, T, 2), under the best matching of
-    pieces to slots; inf if no matching keeps every piece in."""
-    best = float("inf")
-    for slots in itertools.permutations(range(tracks.shape[0]), len(pieces)):
-        total = 0.0
-        for piece, slot in zip(pieces, slots, strict=True):
-            shift, fits = start_shifts(first[None], tracks[None, slot : slot + 1], boxes=[piece])
-            if not fits[0]:
-                total = float("inf")
-                break
-            total += float(shift.abs().sum())
-        best = min(best, total)
-    return best
