@@ -352,8 +352,8 @@ def fit_start(
     built-in worlds): an image model can draw the object where the asked motion would carry
     it out.
     """
-    background, _ = content_boxes(first, threshold=threshold)
-    shifts, _ = start_shifts(first, tracks, threshold=threshold, boxes=boxes)
+    background, found = content_boxes(first, threshold=threshold)
+    shifts, _ = start_shifts(first, tracks, boxes=found if boxes is None else boxes)
     out = first.clone()
     for b, shift in enumerate(shifts.tolist()):
         if any(shift):
