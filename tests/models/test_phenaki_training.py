@@ -577,3 +577,38 @@ def test_a_first_frame_stage_draws_frame_0_with_its_own_transformer(tmp_path, fa
             track_recipe(stages={**track_recipe().stages, "transformer_first_frame": bad}),
             tmp_path / "bad",
         )
+
+
+def test_a_planner_stage_with_text_layers_reads_its_own_encoding(
+    tmp_path, fake_encoder, monkeypatch
+):
+    """``text_layers`` in the planner stage: the planner trains on the encoder loaded with
+    those layers (twice as wide here), says so in its config, and sampling encodes its
+    prompts the same way while the transformer keeps the plain encoding."""
+    from conftest import FakeTextEncoder
+
+    class Wide(FakeTextEncoder):
+        fingerprint, dim = "fake-32", 32
+
+    loaded = []
+
+    def load(name, **options):
+        loaded.append(options.get("layers"))
+        return Wide() if options.get("layers") else fake_encoder
+
+    monkeypatch.setattr("kinetoscope.text.load_text_encoder", load)
+    base = track_recipe()
+    stages = dict(base.stages)
+    planner = {"steps": 3, "batch_size": 4, "lr": 1e-3, "extra": {"text_layers": [0, -1]}}
+    recipe = track_recipe(stages={**stages, "trajectory_planner": planner})
+    pipe = PhenakiPipeline.from_pretrained(train_phenaki(recipe, tmp_path / "run"))
+    assert [0, -1] in loaded
+    assert pipe.planner.config.text_layers == [0, -1] and pipe.planner.config.text_dim == 32
+    pipe._text_encoder = fake_encoder
+    widths = []
+    sample = pipe.planner.sample
+    pipe.planner.sample = lambda first, emb, *a, **k: (
+        widths.append(emb.shape[-1]) or sample(first, emb, *a, **k)
+    )
+    pipe("a red circle", seed=0, progress=False)
+    assert widths == [32]

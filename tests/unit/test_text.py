@@ -306,6 +306,31 @@ def test_tiny_hf_encoders(tiny_dirs, kind, model_class):
     assert encoder.fingerprint == f"{kind}:d16:L8:{config_hash(tiny_dirs[kind])}"
 
 
+@pytest.mark.parametrize("kind", ["bert", "t5"])
+def test_encoder_layers_concatenate_hidden_states(tiny_dirs, kind):
+    """layers=(0, -1): per token the embeddings then the last layer, exactly the model's own
+    hidden states side by side; a fingerprint of its own, so caches never mix the two."""
+    last = HFTextEncoder(tiny_dirs[kind], max_length=8)
+    both = HFTextEncoder(tiny_dirs[kind], max_length=8, layers=(0, -1))
+    assert both.dim == 2 * last.dim and both.fingerprint != last.fingerprint
+    texts = ["the digit 7 is moving up", "a large blue square"]
+    emb, mask = both.encode(texts)
+    plain, plain_mask = last.encode(texts)
+    assert emb.shape == (2, 8, 2 * last.dim) and torch.equal(mask, plain_mask)
+    torch.testing.assert_close(emb[..., last.dim :], plain)  # the last layer, as before
+    tokens = last.tokenizer(texts, padding="longest", return_tensors="pt")
+    with torch.no_grad():
+        states = last.model(**tokens, output_hidden_states=True).hidden_states
+    width = tokens["input_ids"].shape[1]
+    real = mask[:, :width, None]
+    torch.testing.assert_close(emb[:, :width, : last.dim], states[0] * real)
+    assert (emb[~mask] == 0).all()
+    with pytest.raises(ValueError, match="layers"):
+        HFTextEncoder(tiny_dirs[kind], max_length=8, layers=(5,))
+    loaded = load_text_encoder(tiny_dirs[kind], max_length=8, layers=[0, -1])
+    assert loaded.dim == both.dim and loaded is not load_text_encoder(tiny_dirs[kind], max_length=8)
+
+
 def test_hf_encoder_refuses_bad_setups(tiny_dirs, tmp_path):
     with pytest.raises(FileNotFoundError, match="config.json") as error:
         HFTextEncoder(tmp_path / "no-such-model")

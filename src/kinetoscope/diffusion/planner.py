@@ -39,6 +39,11 @@ class TrajectoryPlanner(ModelMixin, ConfigMixin):
     convolutional stem plus row/column positions) and to the prompt's token states in a
     transformer decoder; each query then reads out a track of ``num_frames`` displacements
     (frame 0's is zero), (x, y) in frame widths, and a logit.
+
+    ``text_layers`` names the text encoder's hidden states the planner reads, concatenated per
+    token (``load_text_encoder(layers=...)``; ``text_dim`` is then their total width); None
+    reads the last hidden state, as the denoiser does. Pipelines encode the planner's prompts
+    accordingly.
     """
 
     @register_to_config
@@ -54,6 +59,7 @@ class TrajectoryPlanner(ModelMixin, ConfigMixin):
         layers: int = 2,
         heads: int = 4,
         boxes: bool = False,
+        text_layers: list[int] | None = None,
     ) -> None:
         super().__init__()
         if num_frames < 2 or slots < 1 or modes < 1:

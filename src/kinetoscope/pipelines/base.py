@@ -238,6 +238,7 @@ class LazyTextEncoder:
     """Mixin: ``text_encoder`` loads ``text_encoder_name`` on first use and keeps it."""
 
     _text_encoder = None
+    _planner_encoder = None
     text_clauses = False  # encode prompts clause by clause (kinetoscope.text.clauses)
 
     @property
@@ -251,6 +252,25 @@ class LazyTextEncoder:
                 clauses=self.text_clauses,
             )
         return self._text_encoder
+
+    def planner_text(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The prompts' token states as the trajectory planner reads them, when it reads other
+        hidden states of the text encoder than the denoiser (its ``text_layers``); else None
+        (it reads the denoiser's)."""
+        planner = getattr(self, "planner", None)
+        layers = None if planner is None else getattr(planner.config, "text_layers", None)
+        if not layers:
+            return None
+        if self._planner_encoder is None:
+            from kinetoscope.text import load_text_encoder
+
+            self._planner_encoder = load_text_encoder(
+                self.text_encoder_name,
+                max_length=self.max_length,
+                clauses=self.text_clauses,
+                layers=tuple(layers),
+            )
+        return self._planner_encoder.encode(prompts)
 
 
 PLANNER = "planner"  # folder of a saved pipeline's trajectory planner

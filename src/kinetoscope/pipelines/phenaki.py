@@ -155,7 +155,9 @@ class _Progress:
 class _Run:
     """What every window of one generation shares."""
 
-    text: dict[str, torch.Tensor | None]  # text_emb (B, L, D), text_mask, null_emb, null_mask
+    # text_emb (B, L, D), text_mask, null_emb, null_mask; plan_emb / plan_mask for a planner
+    # that reads other layers of the text encoder
+    text: dict[str, torch.Tensor | None]
     generators: list[torch.Generator]
     settings: _Settings
     progress: _Progress
@@ -308,12 +310,16 @@ class PhenakiPipeline(Pipeline):
             )
         emb, mask, batch = emb.to(self.device), mask.to(self.device), len(prompts)
         null_emb, null_mask = (emb[batch:], mask[batch:]) if guided else (None, None)
-        return {
+        text = {
             "text_emb": emb[:batch],
             "text_mask": mask[:batch],
             "null_emb": null_emb,
             "null_mask": null_mask,
         }
+        own = self.planner_text(prompts)  # a planner that reads other encoder layers
+        if own is not None:
+            text.update(plan_emb=own[0].to(self.device), plan_mask=own[1].to(self.device))
+        return text
 
     def _num_windows(self, num_frames: int, *, continuing: bool, settings: _Settings) -> int:
         """MaskGIT windows needed for ``num_frames`` new frames."""
@@ -330,7 +336,7 @@ class PhenakiPipeline(Pipeline):
         token_shape = self.tokenizer.tokens_shape(num_frames, self.resolution, self.resolution)
         settings = run.settings
         options = {
-            **run.text,
+            **{k: v for k, v in run.text.items() if not k.startswith("plan_")},
             "token_shape": token_shape,
             "num_steps": settings.steps,
             "guidance_scale": settings.guidance,
@@ -376,8 +382,8 @@ class PhenakiPipeline(Pipeline):
             return None
         tracks = self.planner.sample(
             self.tokenizer.code_maps(first).float(),
-            run.text["text_emb"],
-            run.text["text_mask"],
+            run.text.get("plan_emb", run.text["text_emb"]),
+            run.text.get("plan_mask", run.text["text_mask"]),
             list(run.generators),
             agree_px=float(self.defaults.get("agree_px", 2.0)),
         )  # (B, S, planned frames, 2)

@@ -131,7 +131,9 @@ class PlanningMixin:
             )
             return None
         batch = first.shape[0]
-        emb, mask = denoise["emb"][:batch], denoise["mask"][:batch]  # the prompts, not negatives
+        own = denoise.get("plan_text")  # the planner's own encoding (its text_layers), if any
+        emb, mask = (own[0], own[1]) if own is not None else (denoise["emb"], denoise["mask"])
+        emb, mask = emb[:batch], mask[:batch]  # the prompts, not negatives
         agree = float(self.defaults.get("agree_px", 2.0))
         regions = bool(getattr(self.unet.config, "anchor_regions", False))
         return self.planner.sample(

@@ -489,6 +489,7 @@ class TextToVideoPipeline(PlanningMixin, InterpolationMixin, Pipeline):
         """The keyword arguments of ``_denoise`` for these prompts (text encoded once)."""
         guided, precision = settings["guidance"] != 1.0, settings["precision"]
         emb, mask = self.text_encoder.encode(prompts + negatives if guided else prompts)
+        plan_text = self.planner_text(prompts)
         return dict(
             scheduler=settings["scheduler"], steps=settings["steps"],
             guidance=settings["guidance"], interval=settings["guidance_interval"],
@@ -496,6 +497,7 @@ class TextToVideoPipeline(PlanningMixin, InterpolationMixin, Pipeline):
             autocast=settings["autocast"], progress=progress,
             low_precision=None if precision == "float32" else PRECISIONS[precision],
             track_guidance=bool(self.defaults.get("track_guidance", False)),
+            plan_text=None if plan_text is None else tuple(t.to(self.device) for t in plan_text),
         )  # fmt: skip
 
     def _noise(self, num_frames: int, generators: list[torch.Generator]) -> torch.Tensor:
@@ -571,12 +573,14 @@ class TextToVideoPipeline(PlanningMixin, InterpolationMixin, Pipeline):
         scheduler: str,
         unet: VideoUNet | None = None,
         low_precision: torch.dtype | None = None,
+        plan_text: Any = None,
         **options: Any,
     ) -> torch.Tensor:
         """Guided denoising of ``noise`` (B, Z, T, h, w) -> clean latents with a fresh
         ``scheduler`` and ``unet`` (default: the generator; with ``low_precision``, the
         autocast dtype, its ``autocast_twin``); the options as in
-        ``kinetoscope.diffusion.sampling.denoise_latents``."""
+        ``kinetoscope.diffusion.sampling.denoise_latents`` (``plan_text``, the planner's own
+        encoding of the prompts, is for ``_plan``)."""
         model = self.unet if unet is None else unet
         if low_precision is not None:  # the same outputs, without per-call weight casts
             model = self._autocast_twins.get(model, low_precision)

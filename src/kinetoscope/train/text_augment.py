@@ -202,6 +202,9 @@ def stage_augmenter(recipe: Any, extra: Mapping[str, Any]) -> tuple[WordingAugme
     from kinetoscope.text import load_text_encoder
 
     encoder = load_text_encoder(
-        recipe.text_encoder, max_length=recipe.max_length, clauses=recipe.text_clauses
+        recipe.text_encoder,
+        max_length=recipe.max_length,
+        clauses=recipe.text_clauses,
+        layers=extra.get("text_layers") or None,  # a planner's own layers (train/tracks.py)
     )
     return WordingAugmenter(vocabulary_words(encoder), p=noise, paraphrase=paraphrase), encoder

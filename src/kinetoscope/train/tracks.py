@@ -141,15 +141,29 @@ def train_planner(
     text_dim: int,
 ) -> TrajectoryPlanner:
     """Stage ``trajectory_planner``: its ``extra`` may set the planner's ``modes``, ``width``,
-    ``layers`` and ``heads``; its slots are the tracks' and its length the recipe's clips'."""
+    ``layers``, ``heads``, ``boxes`` and ``text_layers`` (the text encoder's hidden states it
+    reads, concatenated per token, e.g. ``[0, -1]``: the token embeddings and the last layer;
+    default the last layer, as ``bank`` encodes); its slots are the tracks' and its length the
+    recipe's clips'."""
     stage = recipe.stage("trajectory_planner")
     options = dict(stage.extra)
     augment = stage_augmenter(recipe, options)  # text_augment / text_paraphrase
     for key in ("text_augment", "text_paraphrase"):
         options.pop(key, None)
-    unknown = set(options) - {"modes", "width", "layers", "heads", "boxes"}
+    unknown = set(options) - {"modes", "width", "layers", "heads", "boxes", "text_layers"}
     if unknown:
         raise ValueError(f"unknown trajectory_planner extra key(s) {sorted(unknown)}")
+    if options.get("text_layers"):
+        from kinetoscope.text import load_text_encoder
+
+        options["text_layers"] = [int(i) for i in options["text_layers"]]
+        encoder = load_text_encoder(
+            recipe.text_encoder,
+            max_length=recipe.max_length,
+            clauses=recipe.text_clauses,
+            layers=options["text_layers"],
+        )
+        bank, text_dim = CaptionBank(encoder), encoder.dim
     torch.manual_seed(recipe.seed + 7)
     planner = TrajectoryPlanner(
         latent_channels=latent_channels,
