@@ -61,7 +61,6 @@ def main() -> None:
         latent_channels=pipe.vae.config.latent_channels,
         text_dim=encoder.dim,
     ).eval()
-    pipe._planner_encoder = None  # the new planner may read other layers
     saved = pipe.save_pretrained(Path(out) / "pipeline", weights_dtype=recipe.weights_dtype)
     print(f"saved {saved}")
 

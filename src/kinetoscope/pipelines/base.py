@@ -238,7 +238,7 @@ class LazyTextEncoder:
     """Mixin: ``text_encoder`` loads ``text_encoder_name`` on first use and keeps it."""
 
     _text_encoder = None
-    _planner_encoder = None
+    _planner_encoder = None  # (layers, encoder) of the planner's own encoding
     text_clauses = False  # encode prompts clause by clause (kinetoscope.text.clauses)
 
     @property
@@ -261,16 +261,18 @@ class LazyTextEncoder:
         layers = None if planner is None else getattr(planner.config, "text_layers", None)
         if not layers:
             return None
-        if self._planner_encoder is None:
+        layers = tuple(layers)
+        if self._planner_encoder is None or self._planner_encoder[0] != layers:
             from kinetoscope.text import load_text_encoder
 
-            self._planner_encoder = load_text_encoder(
+            encoder = load_text_encoder(
                 self.text_encoder_name,
                 max_length=self.max_length,
                 clauses=self.text_clauses,
-                layers=tuple(layers),
+                layers=layers,
             )
-        return self._planner_encoder.encode(prompts)
+            self._planner_encoder = (layers, encoder)  # a new planner may read other layers
+        return self._planner_encoder[1].encode(prompts)
 
 
 PLANNER = "planner"  # folder of a saved pipeline's trajectory planner

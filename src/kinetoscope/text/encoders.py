@@ -159,9 +159,7 @@ class HFTextEncoder:
         layers: hidden states to return instead of the last one, concatenated per token (D is
             then ``hidden_size * len(layers)``); 0 is the token embeddings, -1 the last layer.
             The embeddings keep a word's own meaning, which the last layer mixes with its
-            context: a read-out of motion words trained on a few caption templates
-            generalises to other wordings from both far better than from the last layer alone
-            (the experiments README, session 37).
+            context (``benchmarks/text_layer_probe.py``; the experiments README, session 37).
     """
 
     def __init__(
