@@ -80,7 +80,9 @@ def main() -> None:
     while len(train) < args.captions:
         train += [(augmenter(args.world, [o], rng), motions.index(o["motion"])) for o in objects]
     train = train[: args.captions]
-    test = [(w, motions.index(o["motion"])) for o in objects for w in eval_wordings(args.world, [o])]
+    test = [
+        (w, motions.index(o["motion"])) for o in objects for w in eval_wordings(args.world, [o])
+    ]
     print(f"{args.world}: {len(train)} training captions, {len(test)} held-out wordings")
     for spec in args.layers:
         layers = tuple(int(i) for i in spec.split(","))
