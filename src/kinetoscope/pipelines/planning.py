@@ -132,7 +132,7 @@ class PlanningMixin:
             return None
         batch = first.shape[0]
         own = denoise.get("plan_text")  # the planner's own encoding (its text_layers), if any
-        emb, mask = (own[0], own[1]) if own is not None else (denoise["emb"], denoise["mask"])
+        emb, mask = own if own is not None else (denoise["emb"], denoise["mask"])
         emb, mask = emb[:batch], mask[:batch]  # the prompts, not negatives
         agree = float(self.defaults.get("agree_px", 2.0))
         regions = bool(getattr(self.unet.config, "anchor_regions", False))
