@@ -264,14 +264,15 @@ class HFTextEncoder:
         attention = tokens["attention_mask"].to(self.device)  # (B, T)
         # no_grad, not inference_mode: the results feed trainable layers later on.
         with torch.no_grad():
-            if self.layers is None:
-                out = self.model(input_ids=input_ids, attention_mask=attention)
-                hidden = out.last_hidden_state
-            else:
-                out = self.model(
-                    input_ids=input_ids, attention_mask=attention, output_hidden_states=True
-                )
-                hidden = torch.cat([out.hidden_states[i] for i in self.layers], dim=-1)
+            out = self.model(
+                input_ids=input_ids,
+                attention_mask=attention,
+                output_hidden_states=self.layers is not None,
+            )
+        if self.layers is None:
+            hidden = out.last_hidden_state
+        else:
+            hidden = torch.cat([out.hidden_states[i] for i in self.layers], dim=-1)
         emb = torch.zeros(len(texts), self.max_length, self.dim)  # (B, L, D)
         mask = torch.zeros(len(texts), self.max_length, dtype=torch.bool)  # (B, L)
         width = hidden.shape[1]
