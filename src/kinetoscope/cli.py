@@ -33,6 +33,12 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, default=None, help="frames per second of the output")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--literal",
+        action="store_true",
+        help="give the model the prompt's own words; by default a model with a prompt reader "
+        "is given the canonical caption of what the reader read in it",
+    )
 
 
 def _add_ldm_sampling(p: argparse.ArgumentParser) -> None:
@@ -58,6 +64,8 @@ def _sampling_kwargs(args: argparse.Namespace, pipe) -> dict:
     from kinetoscope.eval.evaluate import sampling_options
 
     kwargs = {"negative_prompt": args.negative_prompt, "progress": not args.quiet, "fps": args.fps}
+    if getattr(args, "literal", False):
+        pipe.defaults["read_prompts"] = False
     return {
         **sampling_options(
             steps=args.steps,
@@ -93,6 +101,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.prompt:
         video = pipe(args.prompt, seed=args.seed, **kwargs).frames[0]
         out = video.save(args.output)
+        if "prompt_read" in video.metadata:
+            print(f"read as: {video.metadata['prompt_read']} (--literal: the prompt's own words)")
         print(f"wrote {out}")
         return 0
     prompts = _read_prompts(args.prompts_file)

@@ -227,3 +227,28 @@ def test_doctor_tells_whether_denoisers_run_traced(monkeypatch, capsys, works):
     main(["doctor"])
     (line,) = [x for x in capsys.readouterr().out.splitlines() if "graphs" in x]
     assert ("run traced" in line) == works and ("stays eager" in line) != works
+
+
+def test_generate_tells_what_the_reader_read_and_literal_turns_it_off(
+    tmp_path, monkeypatch, fake_text_encoder, capsys
+):
+    import torch
+
+    import kinetoscope
+    from helpers import tiny_ldm_pipeline
+    from kinetoscope.text.reader import PromptReader
+    from kinetoscope.video import Video
+
+    pipe = tiny_ldm_pipeline(fake_text_encoder)
+    torch.manual_seed(0)
+    pipe.reader = PromptReader(world="mnist", text_dim=16, members=1, width=8, threshold=0.0)
+    monkeypatch.setattr("kinetoscope.text.load_text_encoder", lambda *a, **k: fake_text_encoder)
+    monkeypatch.setattr(kinetoscope, "load", lambda *args, **kwargs: pipe)
+    args = ["generate", "a 4 climbing", "--num-frames", "2", "--quiet"]
+    assert main([*args, "-o", str(tmp_path / "read")]) == 0
+    read = pipe.read_prompts(["a 4 climbing"])[0]
+    assert f"read as: {read}" in capsys.readouterr().out
+    assert Video.read(tmp_path / "read").metadata["prompt_read"] == read
+    assert main([*args, "--literal", "-o", str(tmp_path / "literal")]) == 0
+    assert "read as" not in capsys.readouterr().out
+    assert "prompt_read" not in Video.read(tmp_path / "literal").metadata

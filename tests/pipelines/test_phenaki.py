@@ -364,3 +364,23 @@ def test_a_separate_frame_0_transformer_is_saved_loaded_and_checked(tmp_path, fa
             tokenizer=tokenizer, transformer=loaded_clip,
             image_transformer=MaskedVideoTransformer(**{**factorized, "depth": 2}),
         )  # fmt: skip
+
+
+def test_story_segments_are_given_what_the_prompt_reader_read(pipe, monkeypatch):
+    from conftest import FakeTextEncoder
+    from kinetoscope.text.reader import PromptReader
+
+    torch.manual_seed(0)
+    pipe.reader = PromptReader(world="shapes", text_dim=16, members=1, width=8, threshold=0.0)
+    # the reader reads with an encoder of its own; the model's encoder records what it is given
+    monkeypatch.setattr("kinetoscope.text.load_text_encoder", lambda *a, **k: FakeTextEncoder())
+    encoder, given = pipe.text_encoder, []
+    encode = encoder.encode
+    monkeypatch.setattr(encoder, "encode", lambda texts: given.append(list(texts)) or encode(texts))
+    prompts = ["a red circle drifting", "a blue square climbing"]
+    read = pipe.read_prompts(prompts)
+    assert read != prompts and all(" is moving " in r for r in read)  # canonical captions
+    story = pipe.story(prompts, frames_per_prompt=3, seed=0, guidance_scale=1.0)
+    texts = {t for g in given for t in g}
+    assert set(read) <= texts and not texts & set(prompts)  # never the prompts' own words
+    assert story.metadata["prompts"] == prompts and story.metadata["prompts_read"] == read

@@ -137,17 +137,25 @@ def _sampling_settings(video: Any) -> dict[str, Any]:
     }
 
 
-def _sample_rows(prompts: list[tuple[str, list[dict]]], verdicts: list[Any]) -> list[dict]:
-    """One report row per sample: prompt, expected objects and the verdict."""
+def _sample_rows(
+    prompts: list[tuple[str, list[dict]]], verdicts: list[Any], videos: list[Any]
+) -> list[dict]:
+    """One report row per sample: prompt, what a prompt reader rewrote it to (if it did),
+    expected objects and the verdict."""
     return [
         {
             "prompt": p,
+            **(
+                {"read_as": video.metadata["prompt_read"]}
+                if "prompt_read" in video.metadata
+                else {}
+            ),
             "expected": e,
             "correct": v.correct,
             "attributes": v.attributes,
             "reason": v.reason,
         }
-        for (p, e), v in zip(prompts, verdicts, strict=True)
+        for (p, e), v, video in zip(prompts, verdicts, videos, strict=True)
     ]
 
 
@@ -222,7 +230,7 @@ def evaluate(
             "identity_stability": identity_stability(verdicts),
         },
         "frechet": _frechet(world, split, real_clips, [v.frames for v in videos], seed),
-        "samples": _sample_rows(prompts, verdicts),
+        "samples": _sample_rows(prompts, verdicts, videos),
     }
     _write_json(out / "report.json", report)
     confusion_plot(prompts, verdicts, world=world, path=out / "confusion.png")

@@ -238,8 +238,9 @@ class LazyTextEncoder:
     """Mixin: ``text_encoder`` loads ``text_encoder_name`` on first use and keeps it."""
 
     _text_encoder = None
-    _planner_encoder = None  # (layers, encoder) of the planner's own encoding
+    _layered: dict | None = None  # layers -> encoder of those hidden states (planner, reader)
     text_clauses = False  # encode prompts clause by clause (kinetoscope.text.clauses)
+    reader: Any = None  # a PromptReader (kinetoscope.text.reader), or None
 
     @property
     def text_encoder(self):
@@ -261,21 +262,33 @@ class LazyTextEncoder:
         layers = None if planner is None else getattr(planner.config, "text_layers", None)
         if not layers:
             return None
-        layers = tuple(layers)
-        if self._planner_encoder is None or self._planner_encoder[0] != layers:
+        return self._layered_encoder(tuple(layers), clauses=self.text_clauses).encode(prompts)
+
+    def _layered_encoder(self, layers: tuple[int, ...], *, clauses: bool = False) -> Any:
+        """The text encoder giving hidden states ``layers`` concatenated, loaded once."""
+        key = (tuple(layers), clauses)
+        if self._layered is None:
+            self._layered = {}
+        if key not in self._layered:
             from kinetoscope.text import load_text_encoder
 
-            encoder = load_text_encoder(
-                self.text_encoder_name,
-                max_length=self.max_length,
-                clauses=self.text_clauses,
-                layers=layers,
+            self._layered[key] = load_text_encoder(
+                self.text_encoder_name, max_length=self.max_length, clauses=clauses, layers=key[0]
             )
-            self._planner_encoder = (layers, encoder)  # a new planner may read other layers
-        return self._planner_encoder[1].encode(prompts)
+        return self._layered[key]
+
+    def read_prompts(self, prompts: list[str]) -> list[str]:
+        """What the model is given for ``prompts``: with a prompt reader (and the default
+        ``read_prompts`` on), each prompt the reader reads with confidence becomes its world's
+        canonical caption (``PromptReader.read``); otherwise the prompts as they are."""
+        if self.reader is None or not self.defaults.get("read_prompts", True):
+            return list(prompts)
+        layers = tuple(self.reader.config.text_layers or (-1,))
+        return [r.text for r in self.reader.read(list(prompts), self._layered_encoder(layers))]
 
 
 PLANNER = "planner"  # folder of a saved pipeline's trajectory planner
+READER = "reader"  # folder of a saved pipeline's prompt reader
 
 
 class Pipeline(LazyTextEncoder):
@@ -339,6 +352,11 @@ class Pipeline(LazyTextEncoder):
             defaults=index.get("defaults"),
         )
         pipe.source = directory
+        if (directory / READER / "config.json").is_file():
+            from kinetoscope.text.reader import PromptReader
+
+            reader = PromptReader.from_pretrained(directory / READER)
+            pipe.reader = torch.nn.Module.to(reader, device, torch.float32).eval()
         return pipe
 
     @classmethod
@@ -367,6 +385,11 @@ class Pipeline(LazyTextEncoder):
                     module = torch.nn.Module.to(copy.deepcopy(module), dtype)
                 module.save_pretrained(tmp / part)
             self._save_extras(tmp, dtype)
+            if self.reader is not None:
+                reader = self.reader
+                if dtype is not None:
+                    reader = torch.nn.Module.to(copy.deepcopy(reader), dtype)
+                reader.save_pretrained(tmp / READER)
             write_model_index(
                 tmp,
                 type(self).__name__,
@@ -385,12 +408,13 @@ class Pipeline(LazyTextEncoder):
         return next(getattr(self, self.device_component).parameters()).device
 
     def to(self, device: str | torch.device) -> Self:
-        """Move every component, and the trajectory planner if any, to ``device``; returns
-        the pipeline."""
+        """Move every component, and the trajectory planner and prompt reader if any, to
+        ``device``; returns the pipeline."""
         for part in self.components:
             getattr(self, part).to(device)
-        if self.planner is not None:
-            self.planner.to(device)
+        for extra in (self.planner, self.reader):
+            if extra is not None:
+                extra.to(device)
         return self
 
     @staticmethod
@@ -442,9 +466,11 @@ class Pipeline(LazyTextEncoder):
         ``generator`` drove every segment), the run's ``settings`` (see ``_run_metadata``) and
         its length. Returns ``story``."""
         story.fps = fps
+        read = self.read_prompts(prompts)
         story.metadata = {
             "prompt": " / ".join(prompts),
             "prompts": prompts,
+            **({"prompts_read": read} if read != prompts else {}),
             "negative_prompts": negatives,
             "segments": segments,
             "seed": None if generator is not None else seed,
@@ -467,10 +493,12 @@ class Pipeline(LazyTextEncoder):
         """Set each video's ``fps`` and metadata: its prompt, negative prompt and seed (the
         parallel lists ``prompts``, ``negatives``, ``seeds``), then the run's ``settings`` (see
         ``_run_metadata``). Returns ``videos``."""
-        for video, p, n, s in zip(videos, prompts, negatives, seeds, strict=True):
+        read = self.read_prompts(prompts)
+        for video, p, r, n, s in zip(videos, prompts, read, negatives, seeds, strict=True):
             video.fps = fps
             video.metadata = {
                 "prompt": p,
+                **({"prompt_read": r} if r != p else {}),
                 "negative_prompt": n,
                 "seed": s,
                 **self._run_metadata(**settings),

@@ -299,7 +299,9 @@ class PhenakiPipeline(Pipeline):
         return settings
 
     def _text(self, prompts: list[str], negatives: list[str], guided: bool) -> dict[str, Any]:
-        """maskgit_sample's text options; negatives form the unconditional branch."""
+        """maskgit_sample's text options (the prompts as the prompt reader, if any, rewrites
+        them); negatives form the unconditional branch."""
+        prompts = self.read_prompts(prompts)
         texts = prompts + negatives if guided else prompts
         emb, mask = encode_text(self.text_encoder, texts)
         expected = self.transformer.config.text_dim

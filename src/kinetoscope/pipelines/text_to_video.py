@@ -486,8 +486,10 @@ class TextToVideoPipeline(PlanningMixin, InterpolationMixin, Pipeline):
     def _denoise_options(
         self, settings: dict[str, Any], prompts: list[str], negatives: list[str], progress: bool
     ) -> dict[str, Any]:
-        """The keyword arguments of ``_denoise`` for these prompts (text encoded once)."""
+        """The keyword arguments of ``_denoise`` for these prompts (text encoded once, as the
+        prompt reader, if any, rewrites them)."""
         guided, precision = settings["guidance"] != 1.0, settings["precision"]
+        prompts = self.read_prompts(prompts)
         emb, mask = self.text_encoder.encode(prompts + negatives if guided else prompts)
         plan_text = self.planner_text(prompts)
         return dict(

@@ -438,6 +438,7 @@ LDM_STAGES = (
     "unet_interpolation",
     "unet_first_frame",
     "trajectory_planner",
+    "prompt_reader",
 )
 
 

@@ -97,6 +97,7 @@ PHENAKI_STAGES = (
     "trajectory_planner",
     "transformer_tracks",
     "transformer_first_frame",
+    "prompt_reader",
 )
 TRANSFORMER_STAGES = ("transformer", "transformer_finetune", "transformer_tracks")
 

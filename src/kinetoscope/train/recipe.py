@@ -107,8 +107,13 @@ def save_pipeline(
     pipeline_class: type, recipe: Recipe, out: Path, *, defaults: dict[str, Any], **parts: Any
 ) -> Path:
     """``build_pipeline``, saved to out/pipeline with the recipe's ``weights_dtype``; returns
-    that path."""
+    that path. With a ``prompt_reader`` stage the pipeline gets its prompt reader
+    (train/reader.py)."""
     pipe = build_pipeline(pipeline_class, recipe, defaults=defaults, **parts)
+    if "prompt_reader" in recipe.stages:
+        from kinetoscope.train.reader import train_reader_stage
+
+        pipe.reader = train_reader_stage(recipe, out)
     return pipe.save_pretrained(out / "pipeline", weights_dtype=recipe.weights_dtype)
 
 
