@@ -12,8 +12,9 @@ pipeline is saved with the reader in ``OUT/pipeline`` (weights stored as the rec
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
+
+from retrain_planner import model_recipe_args  # the script beside this one
 
 import kinetoscope
 from kinetoscope.config import load_config
@@ -22,12 +23,9 @@ from kinetoscope.train.reader import train_reader_stage
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("model", help="shipped model name or saved pipeline directory")
-    parser.add_argument("recipe", help="the recipe the model was trained with (configs/*.yaml)")
-    parser.add_argument("--out", required=True, help="run directory")
-    parser.add_argument("--set", action="append", default=[], help="recipe override a.b=value")
-    args = parser.parse_args()
+    args = model_recipe_args(
+        __doc__.split("\n")[0], "shipped model name or saved pipeline directory"
+    )
     pipe = kinetoscope.load(args.model)
     if pipe.family == "ldm":
         recipe = load_config(LDMRecipe, args.recipe, args.set)

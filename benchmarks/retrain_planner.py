@@ -28,13 +28,21 @@ from kinetoscope.train.recipe import CaptionBank, start_run
 from kinetoscope.train.tracks import cache_tracks, train_planner
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("model", help="shipped model name or saved LDM pipeline directory")
+def model_recipe_args(description: str, model_help: str) -> argparse.Namespace:
+    """MODEL RECIPE --out DIR [--set a.b=value ...]: the arguments of the scripts that train
+    one part of a saved pipeline again (this one, add_reader.py)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("model", help=model_help)
     parser.add_argument("recipe", help="the recipe the model was trained with (configs/*.yaml)")
     parser.add_argument("--out", required=True, help="run directory")
     parser.add_argument("--set", action="append", default=[], help="recipe override a.b=value")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = model_recipe_args(
+        __doc__.split("\n")[0], "shipped model name or saved LDM pipeline directory"
+    )
     pipe = kinetoscope.load(args.model)
     if getattr(pipe, "family", None) != "ldm" or not pipe.unet.takes_trajectory:
         raise SystemExit(f"{args.model} is not an LDM pipeline whose denoiser takes tracks")

@@ -277,10 +277,11 @@ def test_shipped_recipes_parse(world):
     assert recipe.worlds == (f"{world}-1", f"{world}-2") and recipe.token_steps == 9
     assert recipe.sampling["num_frames"] == 16 and recipe.sampling["first_frame"] == "image"
     # One command: the clip-only transformer, the same transformer with image batches, then
-    # with object tracks (and the planner that proposes them), and the frame-0 transformer.
+    # with object tracks (and the planner that proposes them), the frame-0 transformer and the
+    # prompt reader.
     assert list(recipe.stages) == [
         "tokenizer", "transformer", "transformer_finetune", "trajectory_planner",
-        "transformer_tracks", "transformer_first_frame",
+        "transformer_tracks", "transformer_first_frame", "prompt_reader",
     ]  # fmt: skip
     assert recipe.transformer["anchor_slots"] == 2 and recipe.weights_dtype == "float16"
     # The shipped fine-tunings: a quarter of the steps on images for mnist, half for shapes.

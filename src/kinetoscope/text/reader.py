@@ -220,9 +220,14 @@ def train_reader(
     batch_size: int = 64,
     lr: float = 2e-3,
     seed: int = 0,
+    minutes: float | None = None,
 ) -> list[float]:
     """Train every member on its own random batches of the encoded clauses (emb (N, L, D),
-    mask (N, L)); clauses without objects learn uniform probabilities. Returns the losses."""
+    mask (N, L)); clauses without objects learn uniform probabilities. Stops after ``steps``
+    or ``minutes`` of training, whichever comes first. Returns the losses."""
+    import time
+
+    deadline = None if minutes is None else time.monotonic() + 60.0 * minutes
     fields = reader.fields
     targets = {
         name: torch.tensor([-1 if o is None else values.index(str(o[name])) for o in objects])
@@ -234,6 +239,9 @@ def train_reader(
     losses = []
     reader.train()
     for _ in range(steps):
+        if deadline is not None and time.monotonic() > deadline:
+            logger.warning("prompt reader: stopped at its %.1f-minute budget", minutes)
+            break
         idx = torch.randint(0, len(objects), (members, batch_size), generator=generator)
         logits = reader.logits(emb[idx], mask[idx])
         loss = 0.0
@@ -263,6 +271,7 @@ def build_reader(
     batch_size: int = 64,
     lr: float = 2e-3,
     seed: int = 0,
+    minutes: float | None = None,
     noise: float = 0.5,
     paraphrase: float = 0.3,
     **config: Any,
@@ -289,8 +298,9 @@ def build_reader(
         world=names.pop(), text_dim=encoder.dim, text_layers=list(layers), **config
     )
     losses = train_reader(
-        reader, emb, mask, objects, steps=steps, batch_size=batch_size, lr=lr, seed=seed
-    )
+        reader, emb, mask, objects, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+        minutes=minutes,
+    )  # fmt: skip
     logger.info("prompt reader: %d clauses, final loss %.3f", len(clauses), losses[-1])
     return reader
 

@@ -42,6 +42,7 @@ def train_reader_stage(recipe: Recipe, out: Path | None = None) -> Any:
         steps=stage.steps,
         batch_size=stage.batch_size,
         lr=stage.lr,
+        minutes=stage.minutes,
         seed=recipe.seed,
         **extra,
     )
