@@ -241,6 +241,7 @@ class LazyTextEncoder:
     _layered: dict | None = None  # layers -> encoder of those hidden states (planner, reader)
     text_clauses = False  # encode prompts clause by clause (kinetoscope.text.clauses)
     reader: Any = None  # a PromptReader (kinetoscope.text.reader), or None
+    _readings: tuple[Any, dict[str, str]] | None = None  # (reader, prompt -> what it gives)
 
     @property
     def text_encoder(self):
@@ -283,8 +284,16 @@ class LazyTextEncoder:
         canonical caption (``PromptReader.read``); otherwise the prompts as they are."""
         if self.reader is None or not self.defaults.get("read_prompts", True):
             return list(prompts)
-        layers = tuple(self.reader.config.text_layers or (-1,))
-        return [r.text for r in self.reader.read(list(prompts), self._layered_encoder(layers))]
+        # Read once per prompt (a call reads them to encode and again to stamp the metadata).
+        if self._readings is None or self._readings[0] is not self.reader:
+            self._readings = (self.reader, {})
+        known = self._readings[1]
+        new = list(dict.fromkeys(p for p in prompts if p not in known))
+        if new:
+            layers = tuple(self.reader.config.text_layers or (-1,))
+            for reading in self.reader.read(new, self._layered_encoder(layers)):
+                known[reading.prompt] = reading.text
+        return [known[p] for p in prompts]
 
 
 PLANNER = "planner"  # folder of a saved pipeline's trajectory planner
