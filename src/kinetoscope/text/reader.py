@@ -154,11 +154,11 @@ class PromptReader(ModelMixin, ConfigMixin):
         param = self.proj
         probs = self(emb.to(param.device, param.dtype), mask.to(param.device))
         best = {k: v.max(-1) for k, v in probs.items()}
-        readings, row = [], 0
+        fields, readings, row = self.fields, [], 0
         for prompt, parts in zip(prompts, clauses, strict=True):
             objects, confidence = [], 1.0
             for k in range(row, row + len(parts)):
-                facts = {n: self.fields[n][int(best[n].indices[k])] for n in best}
+                facts = {n: fields[n][int(best[n].indices[k])] for n in best}
                 objects.append(_object(self.config.world, facts))
                 confidence = min([confidence, *(float(best[n].values[k]) for n in best)])
             row += len(parts)
@@ -303,24 +303,3 @@ def build_reader(
     )  # fmt: skip
     logger.info("prompt reader: %d clauses, final loss %.3f", len(clauses), losses[-1])
     return reader
-
-
-def reading_accuracy(reader: PromptReader, encoder: Any, world: str) -> dict[str, float]:
-    """Share of the evaluation's held-out wordings of every one-object combination of
-    ``world`` (``eval_wordings``) read into exactly their facts, and the share per fact."""
-    import itertools
-
-    from kinetoscope.data.worlds.captions import eval_wordings
-
-    fields = world_fields(world)
-    combos = [
-        dict(zip(fields, values, strict=True)) for values in itertools.product(*fields.values())
-    ]
-    pairs = [(w, c) for c in combos for w in eval_wordings(world, [_object(world, c)])]
-    emb, mask = encoder.encode([w for w, _ in pairs])
-    with torch.no_grad():
-        probs = reader(emb, mask)
-    got = {n: [fields[n][i] for i in p.argmax(-1).tolist()] for n, p in probs.items()}
-    right = {n: sum(g == c[n] for g, (_, c) in zip(got[n], pairs, strict=True)) for n in got}
-    exact = sum(all(got[n][i] == c[n] for n in got) for i, (_, c) in enumerate(pairs))
-    return {"exact": exact / len(pairs), **{n: r / len(pairs) for n, r in right.items()}}
