@@ -39,6 +39,12 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
         help="give the model the prompt's own words; by default a model with a prompt reader "
         "is given the canonical caption of what the reader read in it",
     )
+    p.add_argument(
+        "--no-compose",
+        action="store_true",
+        help="make a prompt about several objects in one pass; by default a world model makes "
+        "each object on its own and merges the clips (pixel-wise maximum)",
+    )
 
 
 def _add_ldm_sampling(p: argparse.ArgumentParser) -> None:
@@ -66,6 +72,8 @@ def _sampling_kwargs(args: argparse.Namespace, pipe) -> dict:
     kwargs = {"negative_prompt": args.negative_prompt, "progress": not args.quiet, "fps": args.fps}
     if getattr(args, "literal", False):
         pipe.defaults["read_prompts"] = False
+    if getattr(args, "no_compose", False):
+        pipe.defaults["compose_objects"] = False
     return {
         **sampling_options(
             steps=args.steps,
@@ -103,6 +111,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         out = video.save(args.output)
         if "prompt_read" in video.metadata:
             print(f"read as: {video.metadata['prompt_read']} (--literal: the prompt's own words)")
+        if "composed_from" in video.metadata:
+            print(
+                f"made object by object: {' | '.join(video.metadata['composed_from'])} (--no-compose: in one pass)"
+            )
         print(f"wrote {out}")
         return 0
     prompts = _read_prompts(args.prompts_file)

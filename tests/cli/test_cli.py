@@ -252,3 +252,24 @@ def test_generate_tells_what_the_reader_read_and_literal_turns_it_off(
     assert main([*args, "--literal", "-o", str(tmp_path / "literal")]) == 0
     assert "read as" not in capsys.readouterr().out
     assert "prompt_read" not in Video.read(tmp_path / "literal").metadata
+
+
+def test_generate_says_when_it_made_objects_one_by_one_and_no_compose_turns_it_off(
+    tmp_path, monkeypatch, fake_text_encoder, capsys
+):
+    import kinetoscope
+    from helpers import tiny_ldm_pipeline
+    from kinetoscope.video import Video
+
+    pipe = tiny_ldm_pipeline(fake_text_encoder)
+    pipe.defaults["compose_objects"] = True
+    monkeypatch.setattr(kinetoscope, "load", lambda *args, **kwargs: pipe)
+    prompt = "the digit 1 is moving up and the digit 2 is moving down"
+    args = ["generate", prompt, "--num-frames", "2", "--quiet"]
+    assert main([*args, "-o", str(tmp_path / "composed")]) == 0
+    out = capsys.readouterr().out
+    assert "made object by object: the digit 1 is moving up | the digit 2 is moving down" in out
+    assert len(Video.read(tmp_path / "composed").metadata["composed_from"]) == 2
+    assert main([*args, "--no-compose", "-o", str(tmp_path / "whole")]) == 0
+    assert "object by object" not in capsys.readouterr().out
+    assert "composed_from" not in Video.read(tmp_path / "whole").metadata

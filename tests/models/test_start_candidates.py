@@ -129,3 +129,48 @@ def test_start_candidates_draw_once_without_a_planner(fake_text_encoder):
     pipe.defaults["start_candidates"] = 4
     pipe(["the digit 3 is moving down", "the digit 1 is moving up"], seed=0, progress=False)
     assert calls == [2, 2]  # frame 0 once per sample, then the clips
+
+
+def test_keep_clear_keeps_the_fitting_draw_whose_motion_meets_the_least_content(
+    fake_text_encoder,
+):
+    """Object-wise composition: of the draws the planned motion fits, the one whose moving box
+    stays off the cells another clip fills (grown by one cell) is kept."""
+    import numpy as np
+
+    from kinetoscope.video import Video
+
+    pipe = tracked_pipeline(fake_text_encoder)
+    size = 16 // pipe.vae.downscale
+    left = torch.full((4, 1, size, size), -0.5)
+    left[:, :, 1:2, 1:2] = 1.0  # near the top, column 1: moving down, it fits
+    right = left.roll(4, dims=-1)  # the same, in column 5
+    plans, calls = [], []
+    spy_start(pipe, [left, right], plans, calls)
+    pipe.defaults["start_candidates"] = 2
+    prompt = ["the digit 3 is moving down"]
+    pipe(prompt, seed=0, progress=False)
+    assert torch.equal(calls[-1]["context"][0], left)  # both fit: the first draw
+    frames = np.zeros((4, 16, 16, 3), np.uint8)
+    cell = pipe.vae.downscale
+    frames[:, :, cell : 2 * cell] = 200  # another object all down column 1
+    calls.clear()
+    clip = pipe(prompt, seed=0, progress=False, keep_clear=[Video(frames)]).frames[0]
+    assert torch.equal(calls[-1]["context"][0], right)
+    assert clip.num_frames == 4
+    with pytest.raises(ValueError, match="keep_clear videos need 4 frames"):
+        pipe(prompt, seed=0, progress=False, keep_clear=[Video(frames[:2])])
+
+
+def test_track_overlap_counts_the_occupied_cells_the_moving_box_meets():
+    from kinetoscope.diffusion.planner import track_overlap
+
+    occupied = torch.zeros(2, 6, 6, dtype=torch.bool)
+    occupied[1, 3, 1] = True  # frame 1, row 3, column 1
+    box = (torch.tensor([1.0, 1.0]), torch.tensor([1.0, 1.0]))
+    down = torch.tensor([[[0.0, 0.0], [0.0, 2.0]]])  # one slot: still, then two rows down
+    assert track_overlap(box, down, occupied) == 1
+    assert track_overlap(box, torch.zeros(1, 2, 2), occupied) == 0  # it stays at row 1
+    assert track_overlap(box, down.repeat(2, 1, 1), occupied) == 2  # counted per slot
+    occupied[0, 1, 1] = True
+    assert track_overlap(box, down, occupied) == 2

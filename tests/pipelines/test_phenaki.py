@@ -384,3 +384,20 @@ def test_story_segments_are_given_what_the_prompt_reader_read(pipe, monkeypatch)
     texts = {t for g in given for t in g}
     assert set(read) <= texts and not texts & set(prompts)  # never the prompts' own words
     assert story.metadata["prompts"] == prompts and story.metadata["prompts_read"] == read
+
+
+def test_two_object_prompt_is_composed_from_its_clauses(pipe):
+    """``compose_objects``: each clause made alone (clause j from seed s + j * stride), then
+    merged by the pixel-wise maximum, as in the LDM pipeline."""
+    from kinetoscope.pipelines.compose import CLAUSE_SEED_STRIDE
+
+    two = "the digit 7 is moving up and the digit 2 is moving down"
+    composed = pipe(two, seed=2, compose_objects=True, progress=False).frames[0]
+    first = pipe("the digit 7 is moving up", seed=2, progress=False).frames[0].frames
+    second = pipe("the digit 2 is moving down", seed=2 + CLAUSE_SEED_STRIDE, progress=False)
+    assert np.array_equal(composed.frames, np.maximum(first, second.frames[0].frames))
+    assert composed.metadata["composed_from"] == [
+        "the digit 7 is moving up",
+        "the digit 2 is moving down",
+    ]
+    assert "composed_from" not in pipe(two, seed=2, progress=False).frames[0].metadata

@@ -20,6 +20,7 @@ height/width, L text tokens, D text width, C planner width.
 from __future__ import annotations
 
 import itertools
+import math
 
 import torch
 import torch.nn.functional as F
@@ -339,6 +340,26 @@ def start_shifts(
             continue
         shifts[b] = torch.clamp(torch.zeros(2), lower, upper).long()
     return shifts, feasible
+
+
+def track_overlap(
+    box: tuple[torch.Tensor, torch.Tensor], moves: torch.Tensor, occupied: torch.Tensor
+) -> int:
+    """How many occupied cells a content box meets along its planned motion: the box (x, y
+    cells of its first and last corner) moved by ``moves`` (S, T, 2) cells, (x, y), counted
+    against ``occupied`` (T, h, w) bool in every frame and slot."""
+    height, width = occupied.shape[-2:]
+    low, high = box
+    total = 0
+    for slot in moves:
+        for t, move in enumerate(slot[: occupied.shape[0]].tolist()):
+            x0 = max(int(math.floor(float(low[0]) + move[0])), 0)
+            y0 = max(int(math.floor(float(low[1]) + move[1])), 0)
+            x1 = min(int(math.ceil(float(high[0]) + move[0])), width - 1)
+            y1 = min(int(math.ceil(float(high[1]) + move[1])), height - 1)
+            if x0 <= x1 and y0 <= y1:
+                total += int(occupied[t, y0 : y1 + 1, x0 : x1 + 1].sum())
+    return total
 
 
 def fit_start(

@@ -38,12 +38,10 @@ import json
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from kinetoscope.autoencoders.cvivit import CViViT
 from kinetoscope.diffusion.planner import TrajectoryPlanner
@@ -62,6 +60,8 @@ from kinetoscope.pipelines.base import (
     segment_generator,
     story_prompts,
 )
+from kinetoscope.pipelines.compose import composable
+from kinetoscope.pipelines.phenaki_run import Run, RunProgress, RunSettings
 from kinetoscope.video import Video, videos_from_tensor, videos_to_tensor
 
 logger = logging.getLogger(__name__)
@@ -78,6 +78,8 @@ DEFAULTS = {
     "choice_temperature": 4.5,
     "context_frames": 5,
     "first_frame": "joint",
+    "compose_objects": False,  # several objects made one by one, merged (pipelines/compose.py)
+    "compose_candidates": 1,  # > 1: later objects drawn that often, the least overlap kept
 }
 
 
@@ -103,64 +105,6 @@ def encode_text(encoder: Any, texts: Sequence[str]) -> tuple[torch.Tensor, torch
 def next_clip_length(num_frames: int) -> int:
     """Smallest C-ViViT length ``1 + 2k >= num_frames``."""
     return num_frames if num_frames % 2 == 1 else num_frames + 1
-
-
-@dataclass(frozen=True)
-class _Settings:
-    steps: int
-    guidance: float
-    temperature: float
-    choice_temperature: float
-    context_frames: int
-    fps: float
-    first_frame: str = "joint"
-
-    def metadata(self) -> dict[str, Any]:
-        """The settings every generated video records, in metadata order."""
-        return {
-            "steps": self.steps,
-            "guidance_scale": self.guidance,
-            "temperature": self.temperature,
-            "context_frames": self.context_frames,
-            "first_frame": self.first_frame,
-        }
-
-    def total_steps(self, windows: int, *, fresh: bool) -> int:
-        """MaskGIT steps of ``windows`` windows; a fresh start with ``first_frame="image"``
-        decodes the first frame's tokens on their own first (one more pass of ``steps``)."""
-        return self.steps * (windows + int(fresh and self.first_frame == "image"))
-
-
-class _Progress:
-    """One tqdm bar and a global step count over every MaskGIT step of every window."""
-
-    def __init__(self, total: int, *, enabled: bool, callback: StepCallback | None) -> None:
-        self.total, self.step, self.callback = total, 0, callback
-        self.bar = tqdm(total=total, disable=not enabled, desc="decoding tokens")
-
-    def __call__(self, _step: int, _num_steps: int, tokens: torch.Tensor) -> None:
-        if self.callback is not None:
-            self.callback(self.step, self.total, tokens)
-        self.step += 1
-        self.bar.update(1)
-
-    def __enter__(self) -> _Progress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.close()
-
-
-@dataclass(frozen=True)
-class _Run:
-    """What every window of one generation shares."""
-
-    # text_emb (B, L, D), text_mask, null_emb, null_mask; plan_emb / plan_mask for a planner
-    # that reads other layers of the text encoder
-    text: dict[str, torch.Tensor | None]
-    generators: list[torch.Generator]
-    settings: _Settings
-    progress: _Progress
 
 
 class PhenakiPipeline(Pipeline):
@@ -272,8 +216,8 @@ class PhenakiPipeline(Pipeline):
         context_frames: int | None,
         fps: float | None,
         first_frame: str | None = None,
-    ) -> _Settings:
-        settings = _Settings(
+    ) -> RunSettings:
+        settings = RunSettings(
             steps=self._count_option(num_inference_steps, "num_inference_steps"),
             guidance=float(self._option(guidance_scale, "guidance_scale")),
             temperature=float(self._option(temperature, "temperature")),
@@ -323,7 +267,7 @@ class PhenakiPipeline(Pipeline):
             text.update(plan_emb=own[0].to(self.device), plan_mask=own[1].to(self.device))
         return text
 
-    def _num_windows(self, num_frames: int, *, continuing: bool, settings: _Settings) -> int:
+    def _num_windows(self, num_frames: int, *, continuing: bool, settings: RunSettings) -> int:
         """MaskGIT windows needed for ``num_frames`` new frames."""
         per_window = self.window_frames - settings.context_frames
         if continuing:
@@ -331,7 +275,7 @@ class PhenakiPipeline(Pipeline):
         return 1 + math.ceil(max(num_frames - self.window_frames, 0) / per_window)
 
     def _sample_window(
-        self, run: _Run, *, num_frames: int, context: torch.Tensor | None
+        self, run: Run, *, num_frames: int, context: torch.Tensor | None
     ) -> torch.Tensor:
         """One MaskGIT window of ``num_frames`` (1 + 2k) frames -> video (B, C, T, H, W) in
         [-1, 1]; context (B, C, 1 + 2m, H, W) becomes the frozen token prefix."""
@@ -369,7 +313,7 @@ class PhenakiPipeline(Pipeline):
             )
         return self.tokenizer.decode_indices(tokens).clamp(-1.0, 1.0)
 
-    def _plan(self, run: _Run, first: torch.Tensor, num_frames: int) -> torch.Tensor | None:
+    def _plan(self, run: Run, first: torch.Tensor, num_frames: int) -> torch.Tensor | None:
         """Object tracks per token time step (B, S, T', 2) for a window of ``num_frames``
         frames whose first time step holds the tokens ``first`` (B, h, w); None without a
         planner (or with a transformer that takes no tracks)."""
@@ -391,7 +335,7 @@ class PhenakiPipeline(Pipeline):
         )  # (B, S, planned frames, 2)
         return token_step_tracks(tracks[:, :, :num_frames])
 
-    def _generate(self, run: _Run, *, num_frames: int, history: list[Video] | None) -> list[Video]:
+    def _generate(self, run: Run, *, num_frames: int, history: list[Video] | None) -> list[Video]:
         """``num_frames`` new frames per sample: a first window from scratch when ``history`` is
         None, then continuation windows on the last ``context_frames`` of the video so far."""
         ctx, window = run.settings.context_frames, self.window_frames
@@ -411,6 +355,7 @@ class PhenakiPipeline(Pipeline):
         return new
 
     # ------------------------------------------------------------------ sampling
+    @composable
     @torch.inference_mode()
     def __call__(
         self,
@@ -428,6 +373,7 @@ class PhenakiPipeline(Pipeline):
         progress: bool = True,
         fps: float | None = None,
         first_frame: str | None = None,
+        compose_objects: bool | None = None,
     ) -> PipelineOutput:
         """Generate one video per prompt.
 
@@ -449,10 +395,14 @@ class PhenakiPipeline(Pipeline):
             first_frame: "joint" decodes every token of the first window together; "image"
                 first decodes the first frame's tokens on their own (an image, which models
                 trained with image batches draw best), then the clip with them frozen.
+            compose_objects: make a prompt about several objects one object at a time, merged
+                by the pixel-wise maximum (``kinetoscope.pipelines.compose``; default: the
+                model's).
         Returns:
             PipelineOutput whose ``frames`` holds one Video per prompt.
         """
         prompts, negatives = normalize_prompts(prompt, negative_prompt)
+        del compose_objects  # handled by @composable
         num_frames = self._count_option(num_frames, "num_frames")
         settings = self._settings(
             num_inference_steps=num_inference_steps,
@@ -468,8 +418,8 @@ class PhenakiPipeline(Pipeline):
         text = self._text(prompts, negatives, settings.guidance != 1.0)
         windows = self._num_windows(num_frames, continuing=False, settings=settings)
         total = settings.total_steps(windows, fresh=True)
-        with _Progress(total, enabled=progress, callback=callback) as bar:
-            run = _Run(text, generators, settings, bar)
+        with RunProgress(total, enabled=progress, callback=callback) as bar:
+            run = Run(text, generators, settings, bar)
             videos = self._generate(run, num_frames=num_frames, history=None)
         self._stamp(
             videos,
@@ -527,10 +477,10 @@ class PhenakiPipeline(Pipeline):
         story: Video | None = None
         segments = []
         total = settings.total_steps(windows, fresh=True)
-        with _Progress(total, enabled=progress, callback=callback) as bar:
+        with RunProgress(total, enabled=progress, callback=callback) as bar:
             for i, (p, n) in enumerate(zip(prompts, negatives, strict=True)):
                 gen = segment_generator(seed, i, generator)
-                run = _Run(self._text([p], [n], settings.guidance != 1.0), [gen], settings, bar)
+                run = Run(self._text([p], [n], settings.guidance != 1.0), [gen], settings, bar)
                 history = None if story is None else [story]
                 (segment,) = self._generate(run, num_frames=frames_per_prompt, history=history)
                 start = 0 if story is None else story.num_frames
@@ -594,8 +544,8 @@ class PhenakiPipeline(Pipeline):
         text = self._text(prompts, negatives, settings.guidance != 1.0)
         windows = self._num_windows(num_frames, continuing=True, settings=settings)
         total = settings.total_steps(windows, fresh=False)
-        with _Progress(total, enabled=progress, callback=callback) as bar:
-            run = _Run(text, generators, settings, bar)
+        with RunProgress(total, enabled=progress, callback=callback) as bar:
+            run = Run(text, generators, settings, bar)
             (new,) = self._generate(run, num_frames=num_frames, history=[fitted])
         self._stamp(
             [new],

@@ -16,6 +16,7 @@ from kinetoscope.diffusion.planner import (
     fit_start,
     pixel_boxes,
     start_shifts,
+    track_overlap,
 )
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,10 @@ class PlanningMixin:
         its content centred (``start_shifts``), else the one that needs the least move; the
         clip then continues from that draw's noise. An image model draws objects anywhere,
         also where the asked motion would carry them out of the frame; another draw, unlike a
-        moved frame (``fit_start``), is a frame the model made."""
+        moved frame (``fit_start``), is a frame the model made. With ``keep_clear`` among the
+        options ((B, T, h, w) bool, cells another object already fills; object-wise
+        composition), a fitting draw whose planned motion meets the fewest of those cells is
+        kept."""
         count = int(self.defaults.get("start_candidates", 1))
         if count < 1:
             raise ValueError(f"start_candidates must be >= 1, got {count}")
@@ -75,12 +79,22 @@ class PlanningMixin:
         centred = self._plan(centred, num_frames, generators, denoise)
         if centred is None:
             return firsts[0], noise
+        clear = denoise.get("keep_clear")  # (B, T, h, w) cells to keep clear, or None
+        size = torch.tensor([noise.shape[-1], noise.shape[-2]], dtype=torch.float32)
         costs = []
         for first, draw_boxes in zip(firsts, boxes, strict=True):
             shifts, feasible = start_shifts(
                 first[:, :, 0], centred[:, :, :num_frames], boxes=draw_boxes
             )
             cost = shifts.abs().sum(-1).float()
+            if clear is not None:  # first the fewest occupied cells met, then the least move
+                met = [
+                    0 if box is None else track_overlap(box, moves * size, occupied)
+                    for box, moves, occupied in zip(
+                        draw_boxes, centred[:, :, :num_frames].float().cpu(), clear, strict=True
+                    )
+                ]
+                cost = cost + 1000.0 * torch.tensor(met, dtype=torch.float32)
             costs.append(torch.where(feasible, cost, torch.full_like(cost, float("inf"))))
         pick = torch.stack(costs).argmin(0).tolist()  # ties: the earliest draw
         first = torch.stack([firsts[k, b] for b, k in enumerate(pick)])

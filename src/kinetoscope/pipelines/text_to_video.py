@@ -39,6 +39,7 @@ from kinetoscope.pipelines.base import (
     segment_generator,
     story_prompts,
 )
+from kinetoscope.pipelines.compose import CONTENT_LEVEL, composable
 from kinetoscope.pipelines.interpolation import InterpolationMixin
 from kinetoscope.pipelines.planning import PlanningMixin
 from kinetoscope.video import Video, videos_from_tensor
@@ -91,9 +92,12 @@ class TextToVideoPipeline(PlanningMixin, InterpolationMixin, Pipeline):
         "start_candidates": 1,  # > 1: frame 0 drawn that often, a draw the motion fits kept
         "fit_start": False,  # frame 0 moved so the planned motion keeps it in the frame
         "track_start": 1.0,  # < 1: start from frame 0 moved along the planned track, noised
+        "compose_objects": False,  # several objects made one by one, merged (compose.py)
+        "compose_candidates": 1,  # > 1: later objects drawn that often, the least overlap kept
     }
     components = {"vae": VideoAutoencoderKL, "unet": VideoUNet}
     device_component = "unet"
+    keeps_clear = True  # __call__ takes keep_clear (object-wise composition places objects)
 
     def __init__(
         self,
@@ -192,6 +196,7 @@ class TextToVideoPipeline(PlanningMixin, InterpolationMixin, Pipeline):
         dtype = PRECISIONS[precision]
         return torch.autocast(self.device.type, dtype=dtype, enabled=dtype != torch.float32)
 
+    @composable
     @torch.inference_mode()
     def __call__(
         self,
@@ -211,6 +216,8 @@ class TextToVideoPipeline(PlanningMixin, InterpolationMixin, Pipeline):
         fps: float | None = None,
         precision: str | None = None,
         first_frame: str | None = None,
+        compose_objects: bool | None = None,
+        keep_clear: list[Video] | None = None,
     ) -> PipelineOutput:
         """Generate one video per prompt.
 
@@ -239,10 +246,19 @@ class TextToVideoPipeline(PlanningMixin, InterpolationMixin, Pipeline):
                 other frames with it as a clean context frame (the model's context-frame
                 prediction), so the motion is laid out from a fixed first frame. Models
                 trained with context frames default to "image".
+            compose_objects: generate a prompt about several objects one object (clause) at a
+                time and merge the clips by their pixel-wise maximum, as the built-in worlds
+                draw overlapping objects (``kinetoscope.pipelines.compose``). Default: the
+                model's (on for the shipped world models, off otherwise).
+            keep_clear: one video per prompt whose content the new clip's objects should keep
+                clear of: of the ``start_candidates`` draws of frame 0, a draw whose planned
+                motion fits and meets the least of that content is kept (object-wise
+                composition places each later object so).
         Returns:
             PipelineOutput whose ``frames`` holds one Video per prompt.
         """
         prompts, negatives = normalize_prompts(prompt, negative_prompt)
+        del compose_objects  # handled by @composable
         num_frames = self._count_option(num_frames, "num_frames")
         settings = self._settings(
             num_inference_steps=num_inference_steps,
@@ -257,6 +273,8 @@ class TextToVideoPipeline(PlanningMixin, InterpolationMixin, Pipeline):
             len(prompts), seed=seed, generator=generator, device=self.device
         )
         denoise = self._denoise_options(settings, prompts, negatives, progress)
+        if keep_clear is not None:
+            denoise["keep_clear"] = self._occupied(keep_clear, num_frames)
         latents = self._first_latents(
             num_frames, generators, denoise, first_frame=settings["first_frame"], callback=callback
         )
@@ -502,6 +520,17 @@ class TextToVideoPipeline(PlanningMixin, InterpolationMixin, Pipeline):
             plan_text=None if plan_text is None else tuple(t.to(self.device) for t in plan_text),
         )  # fmt: skip
 
+    def _occupied(self, videos: list[Video], num_frames: int) -> torch.Tensor:
+        """(B, T, h, w) bool: the latent cells (grown by one) where ``videos``' first
+        ``num_frames`` frames hold content (``keep_clear``)."""
+        frames = torch.stack([
+            torch.from_numpy(v.frames[:num_frames].max(-1) > CONTENT_LEVEL) for v in videos
+        ]).float()  # fmt: skip
+        if frames.shape[1] < num_frames:
+            raise ValueError(f"keep_clear videos need {num_frames} frames, got {frames.shape[1]}")
+        cells = torch.nn.functional.max_pool2d(frames, self.vae.downscale)
+        return torch.nn.functional.max_pool2d(cells, 3, stride=1, padding=1) > 0
+
     def _noise(self, num_frames: int, generators: list[torch.Generator]) -> torch.Tensor:
         """(B, Z, num_frames, h, w) starting noise, frame-correlated as the model was trained."""
         latent_size = self.defaults.get("resolution", 64) // self.vae.downscale
@@ -576,13 +605,14 @@ class TextToVideoPipeline(PlanningMixin, InterpolationMixin, Pipeline):
         unet: VideoUNet | None = None,
         low_precision: torch.dtype | None = None,
         plan_text: Any = None,
+        keep_clear: Any = None,
         **options: Any,
     ) -> torch.Tensor:
         """Guided denoising of ``noise`` (B, Z, T, h, w) -> clean latents with a fresh
         ``scheduler`` and ``unet`` (default: the generator; with ``low_precision``, the
         autocast dtype, its ``autocast_twin``); the options as in
         ``kinetoscope.diffusion.sampling.denoise_latents`` (``plan_text``, the planner's own
-        encoding of the prompts, is for ``_plan``)."""
+        encoding of the prompts, is for ``_plan``; ``keep_clear`` for ``_draw_start``)."""
         model = self.unet if unet is None else unet
         if low_precision is not None:  # the same outputs, without per-call weight casts
             model = self._autocast_twins.get(model, low_precision)
