@@ -174,3 +174,25 @@ def test_track_overlap_counts_the_occupied_cells_the_moving_box_meets():
     assert track_overlap(box, down.repeat(2, 1, 1), occupied) == 2  # counted per slot
     occupied[0, 1, 1] = True
     assert track_overlap(box, down, occupied) == 2
+
+
+def test_keep_clear_never_takes_a_draw_the_motion_does_not_fit(fake_text_encoder):
+    """A draw clear of the other object whose motion would leave the frame loses to a draw
+    that fits and meets the other object: fitting comes first."""
+    import numpy as np
+
+    from kinetoscope.video import Video
+
+    pipe = tracked_pipeline(fake_text_encoder)
+    size = 16 // pipe.vae.downscale
+    fits = torch.full((4, 1, size, size), -0.5)
+    fits[:, :, 1:2, 1:2] = 1.0  # near the top, column 1: moving down, it fits
+    low = torch.full((4, 1, size, size), -0.5)
+    low[:, :, size - 2 :, 5:6] = 1.0  # at the bottom, column 5: moving down, it leaves
+    plans, calls = [], []
+    spy_start(pipe, [low, fits], plans, calls)
+    pipe.defaults["start_candidates"] = 2
+    frames = np.zeros((4, 16, 16, 3), np.uint8)
+    frames[:, :, pipe.vae.downscale : 2 * pipe.vae.downscale] = 200  # all down column 1
+    pipe(["the digit 3 is moving down"], seed=0, progress=False, keep_clear=[Video(frames)])
+    assert torch.equal(calls[-1]["context"][0], fits)

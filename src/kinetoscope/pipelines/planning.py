@@ -49,8 +49,8 @@ class PlanningMixin:
         also where the asked motion would carry them out of the frame; another draw, unlike a
         moved frame (``fit_start``), is a frame the model made. With ``keep_clear`` among the
         options ((B, T, h, w) bool, cells another object already fills; object-wise
-        composition), a fitting draw whose planned motion meets the fewest of those cells is
-        kept."""
+        composition), of the draws that need the least move (none: the motion fits where it
+        was drawn) the one whose planned motion meets the fewest of those cells is kept."""
         count = int(self.defaults.get("start_candidates", 1))
         if count < 1:
             raise ValueError(f"start_candidates must be >= 1, got {count}")
@@ -87,14 +87,14 @@ class PlanningMixin:
                 first[:, :, 0], centred[:, :, :num_frames], boxes=draw_boxes
             )
             cost = shifts.abs().sum(-1).float()
-            if clear is not None:  # first the fewest occupied cells met, then the least move
+            if clear is not None:  # among draws needing the same move, the fewest cells met
                 met = [
                     0 if box is None else track_overlap(box, moves * size, occupied)
                     for box, moves, occupied in zip(
                         draw_boxes, centred[:, :, :num_frames].float().cpu(), clear, strict=True
                     )
                 ]
-                cost = cost + 1000.0 * torch.tensor(met, dtype=torch.float32)
+                cost = cost.double() * 1e6 + torch.tensor(met, dtype=torch.float64)
             costs.append(torch.where(feasible, cost, torch.full_like(cost, float("inf"))))
         pick = torch.stack(costs).argmin(0).tolist()  # ties: the earliest draw
         first = torch.stack([firsts[k, b] for b, k in enumerate(pick)])
