@@ -57,6 +57,18 @@ def content_overlap(
     return int((grown[0] * grown[1]).sum())
 
 
+def occupied_cells(videos: list[Video], num_frames: int, cell: int) -> torch.Tensor:
+    """(B, T, h, w) bool: the cells of ``cell`` x ``cell`` pixels (grown by one cell) where
+    ``videos``' first ``num_frames`` frames hold content (a pipeline's ``keep_clear``)."""
+    if any(v.num_frames < num_frames for v in videos):
+        raise ValueError(f"keep_clear videos need {num_frames} frames")
+    frames = torch.stack([
+        torch.from_numpy(v.frames[:num_frames].max(-1) > CONTENT_LEVEL) for v in videos
+    ]).float()  # fmt: skip
+    cells = torch.nn.functional.max_pool2d(frames, cell)
+    return torch.nn.functional.max_pool2d(cells, 3, stride=1, padding=1) > 0
+
+
 def compose_clauses(
     pipe: Any,
     generate: Callable[..., Any],

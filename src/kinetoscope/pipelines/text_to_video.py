@@ -39,7 +39,7 @@ from kinetoscope.pipelines.base import (
     segment_generator,
     story_prompts,
 )
-from kinetoscope.pipelines.compose import CONTENT_LEVEL, composable
+from kinetoscope.pipelines.compose import composable, occupied_cells
 from kinetoscope.pipelines.interpolation import InterpolationMixin
 from kinetoscope.pipelines.planning import PlanningMixin
 from kinetoscope.video import Video, videos_from_tensor
@@ -274,7 +274,7 @@ class TextToVideoPipeline(PlanningMixin, InterpolationMixin, Pipeline):
         )
         denoise = self._denoise_options(settings, prompts, negatives, progress)
         if keep_clear is not None:
-            denoise["keep_clear"] = self._occupied(keep_clear, num_frames)
+            denoise["keep_clear"] = occupied_cells(keep_clear, num_frames, self.vae.downscale)
         latents = self._first_latents(
             num_frames, generators, denoise, first_frame=settings["first_frame"], callback=callback
         )
@@ -519,17 +519,6 @@ class TextToVideoPipeline(PlanningMixin, InterpolationMixin, Pipeline):
             track_guidance=bool(self.defaults.get("track_guidance", False)),
             plan_text=None if plan_text is None else tuple(t.to(self.device) for t in plan_text),
         )  # fmt: skip
-
-    def _occupied(self, videos: list[Video], num_frames: int) -> torch.Tensor:
-        """(B, T, h, w) bool: the latent cells (grown by one) where ``videos``' first
-        ``num_frames`` frames hold content (``keep_clear``)."""
-        frames = torch.stack([
-            torch.from_numpy(v.frames[:num_frames].max(-1) > CONTENT_LEVEL) for v in videos
-        ]).float()  # fmt: skip
-        if frames.shape[1] < num_frames:
-            raise ValueError(f"keep_clear videos need {num_frames} frames, got {frames.shape[1]}")
-        cells = torch.nn.functional.max_pool2d(frames, self.vae.downscale)
-        return torch.nn.functional.max_pool2d(cells, 3, stride=1, padding=1) > 0
 
     def _noise(self, num_frames: int, generators: list[torch.Generator]) -> torch.Tensor:
         """(B, Z, num_frames, h, w) starting noise, frame-correlated as the model was trained."""
