@@ -46,13 +46,17 @@ def max_composite(videos: list[Video]) -> np.ndarray:
     return np.maximum.reduce([v.frames for v in videos])
 
 
-def content_overlap(
-    a: np.ndarray, b: np.ndarray, *, threshold: int = CONTENT_LEVEL, margin: int = 2
-) -> int:
+def content_mask(frames: np.ndarray, num_frames: int | None = None) -> torch.Tensor:
+    """(T, H, W) float, 1 where a clip's frames (T, H, W, 3) hold content: the brightest
+    channel above ``CONTENT_LEVEL`` (the first ``num_frames`` frames, if given)."""
+    return torch.from_numpy(frames[:num_frames].max(-1) > CONTENT_LEVEL).float()
+
+
+def content_overlap(a: np.ndarray, b: np.ndarray, *, margin: int = 2) -> int:
     """How much two clips' content (T, H, W, 3) would touch if merged: over all frames, the
-    pixels where both clips are brighter than ``threshold`` after growing each clip's content
+    pixels where both clips hold content (``content_mask``) after growing each clip's content
     by ``margin`` pixels (objects that only touch also read as one blob)."""
-    masks = torch.from_numpy(np.stack([a.max(-1), b.max(-1)]) > threshold).float()  # (2, T, H, W)
+    masks = torch.stack([content_mask(a), content_mask(b)])  # (2, T, H, W)
     grown = torch.nn.functional.max_pool2d(masks, 2 * margin + 1, stride=1, padding=margin)
     return int((grown[0] * grown[1]).sum())
 
@@ -62,10 +66,8 @@ def occupied_cells(videos: list[Video], num_frames: int, cell: int) -> torch.Ten
     ``videos``' first ``num_frames`` frames hold content (a pipeline's ``keep_clear``)."""
     if any(v.num_frames < num_frames for v in videos):
         raise ValueError(f"keep_clear videos need {num_frames} frames")
-    frames = torch.stack([
-        torch.from_numpy(v.frames[:num_frames].max(-1) > CONTENT_LEVEL) for v in videos
-    ]).float()  # fmt: skip
-    cells = torch.nn.functional.max_pool2d(frames, cell)
+    masks = torch.stack([content_mask(v.frames, num_frames) for v in videos])
+    cells = torch.nn.functional.max_pool2d(masks, cell)
     return torch.nn.functional.max_pool2d(cells, 3, stride=1, padding=1) > 0
 
 
@@ -108,15 +110,18 @@ def compose_clauses(
         for index, (parts, negative, base) in enumerate(
             zip(clauses, negatives, seeds, strict=True)
         ):
-            for m in range(1 if j == 0 else count) if j < len(parts) else ():
+            if j >= len(parts):
+                continue
+            for m in range(1 if j == 0 else count):
                 flat.append(parts[j])
                 flat_negatives.append(negative)
                 offset = j * CLAUSE_SEED_STRIDE + m * CANDIDATE_SEED_STRIDE
                 flat_seeds.append(None if base is None else base + offset)
                 owners.append(index)
+        merged = {i: max_composite(kept[i]) for i in dict.fromkeys(owners)} if j > 0 else {}
         extra: dict[str, Any] = {}
-        if j > 0 and getattr(pipe, "keeps_clear", False):
-            extra["keep_clear"] = [Video(max_composite(kept[i])) for i in owners]
+        if merged and getattr(pipe, "keeps_clear", False):
+            extra["keep_clear"] = [Video(merged[i]) for i in owners]
         made = generate(
             flat,
             negative_prompt=flat_negatives,
@@ -131,8 +136,7 @@ def compose_clauses(
                 if owner == index
             ]
             if len(options) > 1:  # the candidate that overlaps least with what is kept
-                merged = max_composite(kept[index])
-                costs = [content_overlap(merged, video.frames) for video, _ in options]
+                costs = [content_overlap(merged[index], video.frames) for video, _ in options]
                 options = [options[costs.index(min(costs))]]
             kept[index].append(options[0][0])
             kept_seeds[index].append(options[0][1])
