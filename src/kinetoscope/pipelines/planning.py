@@ -81,6 +81,7 @@ class PlanningMixin:
             return firsts[0], noise
         clear = denoise.get("keep_clear")  # (B, T, h, w) cells to keep clear, or None
         size = torch.tensor([noise.shape[-1], noise.shape[-2]], dtype=torch.float32)
+        moves = centred[:, :, :num_frames].float().cpu() * size  # (B, S, T, 2) in cells
         costs = []
         for first, draw_boxes in zip(firsts, boxes, strict=True):
             shifts, feasible = start_shifts(
@@ -89,10 +90,8 @@ class PlanningMixin:
             cost = shifts.abs().sum(-1).float()
             if clear is not None:  # among draws needing the same move, the fewest cells met
                 met = [
-                    0 if box is None else track_overlap(box, moves * size, occupied)
-                    for box, moves, occupied in zip(
-                        draw_boxes, centred[:, :, :num_frames].float().cpu(), clear, strict=True
-                    )
+                    0 if box is None else track_overlap(box, track, occupied)
+                    for box, track, occupied in zip(draw_boxes, moves, clear, strict=True)
                 ]
                 cost = cost.double() * 1e6 + torch.tensor(met, dtype=torch.float64)
             costs.append(torch.where(feasible, cost, torch.full_like(cost, float("inf"))))

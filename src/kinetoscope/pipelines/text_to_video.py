@@ -251,9 +251,10 @@ class TextToVideoPipeline(PlanningMixin, InterpolationMixin, Pipeline):
                 draw overlapping objects (``kinetoscope.pipelines.compose``). Default: the
                 model's (on for the shipped world models, off otherwise).
             keep_clear: one video per prompt whose content the new clip's objects should keep
-                clear of: of the ``start_candidates`` draws of frame 0, a draw whose planned
-                motion fits and meets the least of that content is kept (object-wise
-                composition places each later object so).
+                clear of: of the ``start_candidates`` draws of frame 0 that need the least
+                move (none: the planned motion fits), the one whose planned motion meets the
+                least of that content is kept (object-wise composition places each later
+                object so).
         Returns:
             PipelineOutput whose ``frames`` holds one Video per prompt.
         """
